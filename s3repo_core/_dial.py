@@ -1,0 +1,47 @@
+"""Repository URLs: a registry of schemes, ``s3r://`` first, as the seed's Dial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._errors import InvalidArgumentError, NotSupportedError
+
+__all__ = ["dial", "register_scheme", "registered_schemes"]
+
+_schemes: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_scheme(scheme: str, opener: Callable[[Any], Any]) -> None:
+    """Make ``dial`` open ``scheme://`` URLs with ``opener(parsed_url)``."""
+    _schemes[scheme.lower()] = opener
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_schemes)
+
+
+def dial(url: str) -> Any:
+    """Open the repository at ``url``, e.g. ``s3r://bucket/prefix``.
+
+    Raises InvalidArgumentError for a malformed URL and NotSupportedError for a scheme
+    no repository is registered for.
+    """
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"a repository URL is a string, got {type(url).__name__}")
+    try:
+        parsed = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"malformed repository URL {url!r}: {exc}") from exc
+    if not parsed.scheme:
+        raise InvalidArgumentError(
+            f"malformed repository URL {url!r}: no scheme (expected e.g. s3r://bucket/prefix)"
+        )
+    opener = _schemes.get(parsed.scheme.lower())
+    if opener is None:
+        raise NotSupportedError(
+            f"unsupported repository URL scheme {parsed.scheme!r} in {url!r}; "
+            f"supported: {', '.join(s + '://' for s in registered_schemes())}"
+        )
+    return opener(parsed)

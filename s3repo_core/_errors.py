@@ -1,0 +1,54 @@
+"""The one exception tree of s3repo. Every error a caller can see is one of these::
+
+    RepositoryError                  anything that went wrong in the repository
+    ├── NotExistError                the object, bucket or upload does not exist
+    ├── NotSupportedError            the URL scheme or operation is not supported
+    ├── IntegrityError               bytes do not hash to their digest, or sizes disagree
+    ├── InvalidArgumentError         a malformed digest, URL, bucket, prefix or argument
+    ├── PermissionDeniedError        credentials are missing, wrong, or not allowed
+    └── UnavailableError             the store cannot be reached or keeps failing
+
+botocore's exceptions are translated into these in exactly one place
+(``s3repo_core._translate``) and chained with ``from``, so the cause stays visible in
+a traceback while callers only ever catch ``RepositoryError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IntegrityError",
+    "InvalidArgumentError",
+    "NotExistError",
+    "NotSupportedError",
+    "PermissionDeniedError",
+    "RepositoryError",
+    "UnavailableError",
+]
+
+
+class RepositoryError(Exception):
+    """Root of every error raised by s3repo."""
+
+
+class NotExistError(RepositoryError):
+    """The object, bucket or upload does not exist."""
+
+
+class NotSupportedError(RepositoryError):
+    """The URL scheme or the operation is not supported by this repository."""
+
+
+class IntegrityError(RepositoryError):
+    """Bytes do not hash to the digest they are stored or claimed under."""
+
+
+class InvalidArgumentError(RepositoryError, ValueError):
+    """A malformed digest, URL, bucket name, prefix or other argument."""
+
+
+class PermissionDeniedError(RepositoryError):
+    """Credentials are missing, invalid, or lack permission for the request."""
+
+
+class UnavailableError(RepositoryError):
+    """The store could not be reached, or kept failing after retries."""

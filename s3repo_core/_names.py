@@ -1,0 +1,97 @@
+"""Bucket names, prefixes and the keys the repository lays out under them.
+
+The layout is the Go original's, byte for byte::
+
+    <prefix>/objects/sha256:<64 lowercase hex>   objects
+    <prefix>/uploads/<16 lowercase hex>          in-progress uploads
+
+with no leading slash, and no ``<prefix>/`` at all when the prefix is empty.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from ._digest import ALGORITHM, Digest
+from ._errors import InvalidArgumentError
+
+__all__ = ["Layout", "check_bucket", "clean_prefix"]
+
+OBJECTS = "objects"
+UPLOADS = "uploads"
+
+# S3's rules for general purpose buckets: 3-63 characters of lowercase letters, digits,
+# dots and hyphens, starting and ending with a letter or digit, no "..", not an IP.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_UPLOAD_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+
+
+def check_bucket(bucket: str) -> str:
+    """``bucket`` if it is a valid S3 bucket name; InvalidArgumentError otherwise."""
+    if (
+        not isinstance(bucket, str)
+        or not _BUCKET.match(bucket)
+        or ".." in bucket
+        or _IPV4.match(bucket)
+    ):
+        raise InvalidArgumentError(
+            f"invalid bucket name {bucket!r}: 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return bucket
+
+
+def clean_prefix(prefix: str) -> str:
+    """``prefix`` without surrounding slashes; InvalidArgumentError for unusable ones."""
+    if not isinstance(prefix, str):
+        raise InvalidArgumentError(f"a prefix is a string, got {type(prefix).__name__}")
+    cleaned = prefix.strip("/")
+    parts = cleaned.split("/") if cleaned else []
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidArgumentError(
+            f"invalid prefix {prefix!r}: no empty, '.' or '..' path segments"
+        )
+    if any(ord(c) < 32 or c in "\\#?" for c in cleaned):
+        raise InvalidArgumentError(
+            f"invalid prefix {prefix!r}: no control characters, '\\', '#' or '?'"
+        )
+    if len(cleaned.encode()) > 900:
+        raise InvalidArgumentError(f"invalid prefix {prefix[:40]!r}...: longer than 900 bytes")
+    return cleaned
+
+
+class Layout:
+    """Every key of one repository; nothing else builds keys."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = clean_prefix(prefix)
+        self._root = f"{self.prefix}/" if self.prefix else ""
+        self.objects = f"{self._root}{OBJECTS}/"
+        self.uploads = f"{self._root}{UPLOADS}/"
+        self._object_key_prefix = f"{self.objects}{ALGORITHM}:"
+
+    def object_key(self, digest: Digest) -> str:
+        return f"{self.objects}{digest}"
+
+    def new_upload_key(self) -> str:
+        return f"{self.uploads}{secrets.token_hex(8)}"
+
+    def objects_shard(self, hex_prefix: str) -> str:
+        """The listing prefix of objects whose hex digest starts with ``hex_prefix``."""
+        return f"{self._object_key_prefix}{hex_prefix}"
+
+    def digest_of_key(self, key: str) -> Digest | None:
+        """The digest an object key names, or None for a key that is not a valid one."""
+        if not key.startswith(self.objects):
+            return None
+        try:
+            return Digest.parse(key[len(self.objects) :])
+        except InvalidArgumentError:
+            return None
+
+    def is_upload_key(self, key: str) -> bool:
+        return key.startswith(self.uploads) and bool(
+            _UPLOAD_TOKEN.match(key[len(self.uploads) :])
+        )

@@ -1,0 +1,558 @@
+"""The S3 repository: the seed's API over one bucket and prefix.
+
+Objects live at ``<prefix>/objects/sha256:<hex>`` and in-progress uploads at
+``<prefix>/uploads/<16 hex>``, exactly as the Go original lays them out, so a bucket
+written by either is read by the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from itertools import chain
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import SplitResult
+
+from ._client import client_for, prepare_client
+from ._dial import dial, register_scheme
+from ._digest import Digest, File
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._multipart import MultipartUpload, copy_parts
+from ._names import Layout, check_bucket
+from ._streams import HashingReader, VerifyingReader, as_stream
+from ._translate import translated
+
+__all__ = ["S3Repository"]
+
+log = logging.getLogger("s3repo")
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+#: S3's limits: the smallest part but the last, the most parts, the largest single copy.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+MAX_SINGLE_COPY = 5 * GiB
+
+DEFAULT_PART_SIZE = 8 * MiB
+DEFAULT_CONCURRENCY = 8
+DEFAULT_LOOKAHEAD = 64 * MiB
+DEFAULT_REFRESH_WINDOW = timedelta(hours=1)
+
+Destination = str | os.PathLike[str] | BinaryIO
+
+
+def _as_digest(digest: Digest | str) -> Digest:
+    return digest if isinstance(digest, Digest) else Digest.parse(digest)
+
+
+class S3Repository:
+    """A content-addressed repository in ``s3://bucket/prefix``.
+
+    ``part_size`` and ``concurrency`` shape multipart transfers; a stream of unknown
+    length is held in memory up to ``lookahead`` bytes, so that content which turns
+    out to be present is never uploaded; longer streams are uploaded while they are
+    hashed. ``copy_threshold`` is the largest object copied with one CopyObject
+    (S3 allows 5 GiB); larger ones are copied in parts. A put that finds its object
+    already stored and last modified more than ``refresh_window`` ago refreshes it,
+    which is what keeps it safe from a concurrent collection.
+    """
+
+    scheme = "s3r"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        lookahead: int = DEFAULT_LOOKAHEAD,
+        copy_threshold: int = MAX_SINGLE_COPY,
+        refresh_window: timedelta = DEFAULT_REFRESH_WINDOW,
+    ) -> None:
+        self.bucket = check_bucket(bucket)
+        self.layout = Layout(prefix)
+        self._client = prepare_client(client) if client is not None else None
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise InvalidArgumentError(
+                f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"
+            )
+        if concurrency < 1:
+            raise InvalidArgumentError("concurrency must be at least 1")
+        if not 0 < copy_threshold <= MAX_SINGLE_COPY:
+            raise InvalidArgumentError(f"copy_threshold must be in 1..{MAX_SINGLE_COPY}")
+        if refresh_window <= timedelta(0):
+            raise InvalidArgumentError("refresh_window must be positive")
+        self.part_size = part_size
+        self.concurrency = concurrency
+        # The lookahead is whole parts, so a long stream's first parts are its slices.
+        self.lookahead = max(part_size, lookahead // part_size * part_size)
+        self.copy_threshold = copy_threshold
+        self.refresh_window = refresh_window
+
+    # -- naming ---------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: SplitResult | str, **options: Any) -> S3Repository:
+        """The repository an ``s3r://bucket/prefix`` URL names."""
+        from urllib.parse import urlsplit
+
+        parsed = urlsplit(url) if isinstance(url, str) else url
+        if parsed.scheme.lower() != cls.scheme:
+            raise InvalidArgumentError(f"not an {cls.scheme}:// URL: {parsed.geturl()!r}")
+        if parsed.query or parsed.fragment or "@" in parsed.netloc or ":" in parsed.netloc:
+            raise InvalidArgumentError(
+                f"malformed repository URL {parsed.geturl()!r}: expected "
+                f"{cls.scheme}://bucket/prefix with no user, port, query or fragment"
+            )
+        if not parsed.netloc:
+            raise InvalidArgumentError(f"malformed repository URL {parsed.geturl()!r}: no bucket")
+        return cls(parsed.netloc, parsed.path, **options)
+
+    @property
+    def prefix(self) -> str:
+        return self.layout.prefix
+
+    @property
+    def url(self) -> str:
+        """``s3r://bucket/prefix``, which :func:`dial` opens again."""
+        return f"{self.scheme}://{self.bucket}/{self.prefix}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"S3Repository({self.url!r})"
+
+    def short_string(self) -> str:
+        """``s3:bucket/prefix``, or ``s3:bucket`` with no prefix."""
+        return f"s3:{self.bucket}/{self.prefix}" if self.prefix else f"s3:{self.bucket}"
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client in use: the one given, else the one set for the bucket."""
+        return self._client if self._client is not None else client_for(self.bucket)
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """HEAD ``key``: its response, or None if it does not exist."""
+        try:
+            with translated(self._where(key)):
+                return self.client.head_object(Bucket=self.bucket, Key=key)  # type: ignore[no-any-return]
+        except NotExistError:
+            return None
+
+    def stat(self, digest: Digest | str) -> File:
+        """The stored object's File. Raises NotExistError if it (or the bucket) is missing."""
+        digest = _as_digest(digest)
+        key = self.layout.object_key(digest)
+        head = self._head(key)
+        if head is None:
+            raise NotExistError(f"{digest} is not in {self}")
+        return File(digest, int(head["ContentLength"]))
+
+    def get(self, digest: Digest | str) -> BinaryIO:
+        """A binary stream of the object's bytes, verified as they are read.
+
+        The stream is not loaded whole. Reading to the end raises IntegrityError if the
+        bytes do not hash to ``digest``. Raises NotExistError if the object is missing.
+        """
+        digest = _as_digest(digest)
+        key = self.layout.object_key(digest)
+        what = self._where(key)
+        client = self.client
+        with translated(what):
+            response = client.get_object(Bucket=self.bucket, Key=key)
+        etag = response.get("ETag")
+
+        def open_from(offset: int) -> Any:
+            pinned = {"IfMatch": etag} if etag else {}
+            with translated(what):
+                return client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={offset}-", **pinned
+                )["Body"]
+
+        raw = VerifyingReader(
+            digest, int(response["ContentLength"]), open_from, response["Body"], what
+        )
+        return io.BufferedReader(raw, buffer_size=MiB)  # type: ignore[return-value]
+
+    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+        """Download the object into ``dest`` (a path or an open binary file); verified.
+
+        Ranges are fetched concurrently and written at their offsets while they are
+        hashed in order. A path is written to a temporary file beside it and renamed
+        only once the bytes verify, so a failed download leaves ``dest`` untouched;
+        an open file receives the bytes at its current position. Returns the byte count.
+        Raises NotExistError if the object is missing, IntegrityError if it is corrupt.
+        """
+        digest = _as_digest(digest)
+        key = self.layout.object_key(digest)
+        head = self._head(key)
+        if head is None:
+            raise NotExistError(f"{digest} is not in {self}")
+        size = int(head["ContentLength"])
+        etag = head.get("ETag")
+        if isinstance(dest, str | os.PathLike):
+            return self._get_to_path(digest, key, size, etag, Path(dest))
+        if not callable(getattr(dest, "write", None)):
+            raise InvalidArgumentError(
+                f"dest is a path or a writable binary file, got {type(dest).__name__}"
+            )
+        return self._get_to_file(digest, key, size, etag, dest)
+
+    def _get_to_path(
+        self, digest: Digest, key: str, size: int, etag: str | None, dest: Path
+    ) -> int:
+        if dest.is_dir():
+            raise InvalidArgumentError(f"dest {str(dest)!r} is a directory")
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".s3repo-part",
+                                   dir=dest.parent or ".")
+        try:
+            with os.fdopen(fd, "r+b") as out:
+                self._get_to_file(digest, key, size, etag, out)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
+
+    def _get_to_file(
+        self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
+    ) -> int:
+        what = self._where(key)
+        base = out.tell() if callable(getattr(out, "tell", None)) else 0
+        write_at = self._positional_writer(out, base)
+        ranges = [(first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)]
+        pinned = {"IfMatch": etag} if etag else {}
+        client = self.client
+
+        def fetch(first: int, end: int) -> bytes:
+            with translated(what):
+                body = client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
+                )["Body"]
+                data: bytes = body.read()
+            if len(data) != end - first:
+                raise IntegrityError(f"{what}: range {first}-{end - 1} returned {len(data)} bytes")
+            write_at(first, data)
+            return data
+
+
+        hasher = hashlib.sha256()
+        if len(ranges) <= 1:
+            with translated(what):
+                data = client.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"].read()
+            write_at(0, data)
+            hasher.update(data)
+            received = len(data)
+        else:
+            received = 0
+            window = self.concurrency + 2
+            pending = iter(ranges)
+            in_flight: deque[Future[bytes]] = deque()
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get") as pool:
+                try:
+                    for first, end in pending:
+                        in_flight.append(pool.submit(fetch, first, end))
+                        if len(in_flight) >= window:
+                            data = in_flight.popleft().result()
+                            hasher.update(data)
+                            received += len(data)
+                    while in_flight:
+                        data = in_flight.popleft().result()
+                        hasher.update(data)
+                        received += len(data)
+                finally:
+                    for future in in_flight:
+                        future.cancel()
+        if received != size:
+            raise IntegrityError(f"{what}: received {received} bytes, expected {size}")
+        actual = Digest(hasher.digest())
+        if actual != digest:
+            raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
+        if callable(getattr(out, "seek", None)):
+            out.seek(base + size)
+        return size
+
+    @staticmethod
+    def _positional_writer(out: BinaryIO, base: int) -> Any:
+        """A thread-safe ``write_at(offset, data)`` for ``out``: pwrite where it can."""
+        try:
+            fileno = out.fileno()
+            out.flush()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fileno = None
+        if fileno is not None and hasattr(os, "pwrite"):
+
+            def pwrite(offset: int, data: bytes) -> None:
+                view = memoryview(data)
+                while view:
+                    written = os.pwrite(fileno, view, base + offset)
+                    view = view[written:]
+                    offset += written
+
+            return pwrite
+        lock = threading.Lock()
+
+        def seek_write(offset: int, data: bytes) -> None:
+            with lock:
+                out.seek(base + offset)
+                out.write(data)
+
+        return seek_write
+
+    # -- writing ----------------------------------------------------------------------
+
+    def put(self, body: bytes | bytearray | memoryview | BinaryIO) -> Digest:
+        """Store ``body`` (bytes or a readable binary stream of any length); its digest.
+
+        Every byte is hashed once, as it is read. Content already stored is not
+        uploaded again when it fits in ``lookahead``; a longer stream is uploaded
+        under ``uploads/`` while it is hashed, then published to ``objects/`` with a
+        server-side copy (in parts above ``copy_threshold``) and its upload removed.
+        Publication is atomic: the object is visible whole or not at all, and a put
+        that fails for any reason (including the body raising mid-stream) publishes
+        nothing and removes its upload. The body's own exceptions propagate unchanged.
+        """
+        if isinstance(body, bytes | bytearray | memoryview):
+            data = bytes(body)  # a private copy: the caller cannot change it under us
+            digest = Digest.of(data)
+            self._store_known(digest, data)
+            return digest
+        reader = HashingReader(as_stream(body))
+        first = reader.read(self.lookahead)
+        if reader.eof:
+            self._store_known(reader.digest, first)
+            return reader.digest
+        return self._put_streaming(reader, first)
+
+    def put_file(self, file: File, body: bytes | bytearray | memoryview | BinaryIO) -> None:
+        """Store ``body`` as ``file``; nothing is read or uploaded if it is already stored.
+
+        Otherwise the body is uploaded straight to its object key (in parts sized to
+        ``file.size``) and hashed on the way; unless its bytes hash to ``file.digest``
+        and number ``file.size``, the upload is aborted, nothing is published and
+        IntegrityError is raised. IntegrityError is also raised, without reading the
+        body, if the object is stored with a size other than ``file.size``.
+        """
+        if not isinstance(file, File):
+            raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
+        key = self.layout.object_key(file.digest)
+        head = self._head(key)
+        if head is not None:
+            stored = int(head["ContentLength"])
+            if stored != file.size:
+                raise IntegrityError(
+                    f"{file.digest} is stored in {self} with {stored} bytes, not {file.size}"
+                )
+            self._keep(key, head)
+            return
+        if isinstance(body, bytes | bytearray | memoryview):
+            data = bytes(body)
+            self._check_matches(file, Digest.of(data), len(data))
+            self._upload(key, data)
+            return
+        reader = HashingReader(as_stream(body))
+        if file.size <= self.part_size:
+            data = bytes(reader.read(file.size + 1))
+            self._check_matches(file, reader.digest, len(data))
+            self._upload(key, data)
+            return
+        part_size = self._part_size_for(file.size)
+
+        def bounded_chunks() -> Iterator[bytearray]:
+            for chunk in reader.chunks(lambda _: part_size):
+                if reader.size > file.size:
+                    raise IntegrityError(f"the body for {file.digest} is longer than {file.size}")
+                yield chunk
+
+        with (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
+            MultipartUpload(self.client, self.bucket, key) as upload,
+        ):
+            upload.upload_all(bounded_chunks(), pool, self.concurrency + 1)
+            self._check_matches(file, reader.digest, reader.size)
+            upload.complete()
+
+    def _check_matches(self, file: File, digest: Digest, size: int) -> None:
+        if size != file.size:
+            raise IntegrityError(
+                f"the body for {file.digest} has {'more than ' if size > file.size else ''}"
+                f"{min(size, file.size + 1) if size > file.size else size} bytes, "
+                f"not {file.size}"
+            )
+        if digest != file.digest:
+            raise IntegrityError(f"the body hashes to {digest}, not {file.digest}")
+
+    def _store_known(self, digest: Digest, data: bytes | bytearray) -> None:
+        """Store in-memory bytes whose digest is known, unless they are already stored."""
+        key = self.layout.object_key(digest)
+        head = self._head(key)
+        if head is not None and int(head["ContentLength"]) == len(data):
+            self._keep(key, head)
+            return
+        # Absent, or stored with the wrong size (damaged behind our back): write it.
+        self._upload(key, data)
+
+    def _upload(self, key: str, data: bytes | bytearray) -> None:
+        """Write verified in-memory bytes to ``key``: one PUT, or parts when large."""
+        if len(data) <= self.part_size:
+            with translated(self._where(key)):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
+            return
+        part_size = self._part_size_for(len(data))
+        view = memoryview(data)
+        chunks = (view[i : i + part_size] for i in range(0, len(data), part_size))
+        with (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
+            MultipartUpload(self.client, self.bucket, key) as upload,
+        ):
+            upload.upload_all(chunks, pool, self.concurrency + 1)
+            upload.complete()
+
+    def _put_streaming(self, reader: HashingReader, first: bytearray) -> Digest:
+        """Upload a long stream under uploads/ while hashing it, then publish it."""
+        upload_key = self.layout.new_upload_key()
+        view = memoryview(first)
+        head_parts = [view[i : i + self.part_size] for i in range(0, len(first), self.part_size)]
+        leading = len(head_parts)
+
+        def part_size(number: int) -> int:
+            # Parts grow every 1,000 so that 10,000 parts reach S3's 5 TiB object limit.
+            return min(self.part_size << ((leading + number - 1) // 1000), MAX_PART_SIZE)
+
+        with (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
+            MultipartUpload(self.client, self.bucket, upload_key) as upload,
+        ):
+            upload.upload_all(
+                chain(head_parts, reader.chunks(part_size)), pool, self.concurrency + 1
+            )
+            digest, size = reader.digest, reader.size
+            key = self.layout.object_key(digest)
+            head = self._head(key)
+            if head is not None and int(head["ContentLength"]) == size:
+                upload.abort()
+                self._keep(key, head)
+                return digest
+            upload.complete()
+        try:
+            self._copy(upload_key, key, size)
+        finally:
+            self._delete_quietly(upload_key)
+        return digest
+
+    def _part_size_for(self, size: int) -> int:
+        """The part size for ``size`` bytes: ours, or larger to stay within 10,000 parts."""
+        needed = math.ceil(size / MAX_PARTS)
+        return max(self.part_size, math.ceil(needed / MiB) * MiB)
+
+    def _copy(
+        self, src_key: str, dst_key: str, size: int, *, src_bucket: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Server-side copy; in parts above ``copy_threshold``. Atomic at the destination."""
+        source = {"Bucket": src_bucket or self.bucket, "Key": src_key}
+        extra: dict[str, Any] = (
+            {"MetadataDirective": "REPLACE", "Metadata": metadata} if metadata else {}
+        )
+        if size <= self.copy_threshold:
+            with translated(f"copying {self._where(src_key)} to {self._where(dst_key)}"):
+                self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
+            return
+        create = {"Metadata": metadata} if metadata else {}
+        with (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-copy") as pool,
+            MultipartUpload(self.client, self.bucket, dst_key, **create) as upload,
+        ):
+            copy_parts(upload, source, size, self._part_size_for(size), pool)
+            upload.complete()
+
+    def _delete_quietly(self, key: str) -> None:
+        """Delete ``key``; a failure is logged, as collection sweeps stale uploads."""
+        try:
+            with translated(self._where(key)):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            log.warning("could not remove %s (collection will): %s", self._where(key), exc)
+
+    def _keep(self, key: str, head: dict[str, Any]) -> None:
+        """A writer found ``key`` stored: refresh it if it is older than the window."""
+        modified = head.get("LastModified")
+        if modified is None:
+            return
+        date = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            now = parsedate_to_datetime(date) if date else datetime.now(UTC)
+        except (TypeError, ValueError):
+            now = datetime.now(UTC)
+        if now - modified <= self.refresh_window:
+            return
+        self._copy(key, key, int(head["ContentLength"]),
+                   metadata={"s3repo-refreshed": now.isoformat()})
+
+    # -- between repositories -----------------------------------------------------------
+
+    def write_to(self, digest: Digest | str, url: str) -> None:
+        """Copy the object to the repository at ``url``.
+
+        Between two ``s3r://`` repositories on the same endpoint the copy is
+        server-side; otherwise the bytes stream through this process and are verified.
+        Raises NotExistError if the object is missing here, NotSupportedError for a URL
+        scheme no repository is registered for.
+        """
+        digest = _as_digest(digest)
+        _transfer(digest, self, dial(url))
+
+    def read_from(self, digest: Digest | str, url: str) -> None:
+        """Copy the object from the repository at ``url`` into this one (see write_to)."""
+        digest = _as_digest(digest)
+        _transfer(digest, dial(url), self)
+
+    def _same_endpoint(self, other: S3Repository) -> bool:
+        mine, theirs = self.client, other.client
+        return mine is theirs or (
+            mine.meta.endpoint_url == theirs.meta.endpoint_url
+            and mine.meta.region_name == theirs.meta.region_name
+        )
+
+
+def _transfer(digest: Digest, src: Any, dst: Any) -> None:
+    """Copy ``digest`` from ``src`` to ``dst``: server-side when both are S3 on one endpoint."""
+    if isinstance(src, S3Repository) and isinstance(dst, S3Repository) and src._same_endpoint(dst):
+        src_key = src.layout.object_key(digest)
+        head = src._head(src_key)
+        if head is None:
+            raise NotExistError(f"{digest} is not in {src}")
+        size = int(head["ContentLength"])
+        dst_key = dst.layout.object_key(digest)
+        existing = dst._head(dst_key)
+        if existing is not None and int(existing["ContentLength"]) == size:
+            dst._keep(dst_key, existing)
+            return
+        dst._copy(src_key, dst_key, size, src_bucket=src.bucket)
+        return
+    src_file = src.stat(digest)
+    with src.get(digest) as stream:
+        dst.put_file(src_file, stream)
+
+
+register_scheme(S3Repository.scheme, S3Repository.from_url)

@@ -1,0 +1,162 @@
+"""Reading bodies in parts while hashing them, and reading objects while verifying them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from ._digest import Digest
+from ._errors import IntegrityError, InvalidArgumentError, RepositoryError
+from ._translate import translated
+
+__all__ = ["HashingReader", "VerifyingReader", "as_stream"]
+
+
+def as_stream(body: Any) -> BinaryIO:
+    """``body`` as a binary stream; bytes-like bodies are wrapped without copying."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return io.BytesIO(body)
+    if isinstance(body, str):
+        raise InvalidArgumentError("a body is bytes or a binary stream, not str: encode it")
+    if not callable(getattr(body, "read", None)):
+        raise InvalidArgumentError(
+            f"a body is bytes or a readable binary stream, got {type(body).__name__}"
+        )
+    return body  # type: ignore[no-any-return]
+
+
+class HashingReader:
+    """Reads a binary stream in exact-size chunks, hashing and counting every byte once."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.eof = False
+
+    def read(self, n: int) -> bytearray:
+        """Up to ``n`` bytes; fewer only at the end of the stream."""
+        buf = bytearray(n)
+        got = 0
+        with memoryview(buf) as view:
+            while got < n:
+                if self._readinto is not None:
+                    k = self._readinto(view[got:])
+                else:
+                    data = self._stream.read(n - got)
+                    if not isinstance(data, bytes | bytearray | memoryview):
+                        raise InvalidArgumentError(
+                            f"the body's read() returned {type(data).__name__}, not bytes: "
+                            "open it in binary mode"
+                        )
+                    k = len(data)
+                    view[got : got + k] = data
+                if not k:
+                    self.eof = True
+                    break
+                got += k
+            self._hash.update(view[:got])
+        if got < n:
+            del buf[got:]
+        self.size += got
+        return buf
+
+    def chunks(self, part_size: Callable[[int], int]) -> Iterator[bytearray]:
+        """Chunks of ``part_size(i)`` bytes for i = 1, 2, ... until the stream ends.
+
+        An empty final chunk is not yielded, except for an empty stream's first one.
+        """
+        number = 0
+        while not self.eof:
+            number += 1
+            chunk = self.read(part_size(number))
+            if chunk or number == 1:
+                yield chunk
+
+    @property
+    def digest(self) -> Digest:
+        return Digest(self._hash.digest())
+
+
+class VerifyingReader(io.RawIOBase):
+    """An object's bytes as a raw stream, hashed as they are read.
+
+    At the end of the stream the digest and size are checked, and a mismatch raises
+    IntegrityError instead of returning EOF. A connection that breaks mid-body is
+    resumed with a ranged GET pinned to the same ETag, a bounded number of times.
+    """
+
+    def __init__(
+        self,
+        digest: Digest,
+        size: int,
+        open_range: Callable[[int], Any],
+        body: Any,
+        what: str,
+        max_resumes: int = 3,
+    ) -> None:
+        super().__init__()
+        self._digest = digest
+        self._size = size
+        self._open_range = open_range
+        self._body = body
+        self._what = what
+        self._hash = hashlib.sha256()
+        self._read = 0
+        self._resumes_left = max_resumes
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed stream")
+        view = memoryview(buffer).cast("B")
+        while True:
+            try:
+                with translated(self._what):
+                    data = self._body.read(len(view)) if len(view) else b""
+                break
+            except RepositoryError:
+                if self._resumes_left <= 0 or self._read >= self._size:
+                    raise
+                self._resumes_left -= 1
+                self._close_body()
+                self._body = self._open_range(self._read)
+        n = len(data)
+        if n:
+            view[:n] = data
+            self._hash.update(data)
+            self._read += n
+            if self._read > self._size:
+                raise IntegrityError(f"{self._what}: more bytes than its {self._size}")
+        elif len(view):
+            self._verify()
+        return n
+
+    def _verify(self) -> None:
+        if self._verified:
+            return
+        if self._read != self._size:
+            raise IntegrityError(
+                f"{self._what}: read {self._read} bytes, expected {self._size}"
+            )
+        actual = Digest(self._hash.digest())
+        if actual != self._digest:
+            raise IntegrityError(f"{self._what}: bytes hash to {actual}, not {self._digest}")
+        self._verified = True
+
+    def _close_body(self) -> None:
+        try:
+            self._body.close()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self._close_body()
+        super().close()

@@ -1,0 +1,128 @@
+"""The one place where botocore's exceptions become s3repo's.
+
+Every call into boto3 runs inside :func:`translated`, so no botocore exception reaches
+a caller; the original stays chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import botocore.exceptions as bx
+
+from ._errors import (
+    InvalidArgumentError,
+    NotExistError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RepositoryError,
+    UnavailableError,
+)
+
+__all__ = ["ERROR_CODES", "error_code", "translate", "translated"]
+
+#: S3 error codes (and bare HTTP statuses, which HEAD responses carry) by the error
+#: they become. Codes not listed become a plain RepositoryError.
+ERROR_CODES: dict[str, type[RepositoryError]] = {
+    "404": NotExistError,
+    "NotFound": NotExistError,
+    "NoSuchKey": NotExistError,
+    "NoSuchBucket": NotExistError,
+    "NoSuchUpload": NotExistError,
+    "400": InvalidArgumentError,
+    "InvalidArgument": InvalidArgumentError,
+    "InvalidBucketName": InvalidArgumentError,
+    "KeyTooLongError": InvalidArgumentError,
+    "InvalidRange": InvalidArgumentError,
+    "EntityTooSmall": InvalidArgumentError,
+    "EntityTooLarge": InvalidArgumentError,
+    "InvalidPart": InvalidArgumentError,
+    "InvalidPartOrder": InvalidArgumentError,
+    "403": PermissionDeniedError,
+    "AccessDenied": PermissionDeniedError,
+    "AllAccessDisabled": PermissionDeniedError,
+    "InvalidAccessKeyId": PermissionDeniedError,
+    "SignatureDoesNotMatch": PermissionDeniedError,
+    "ExpiredToken": PermissionDeniedError,
+    "InvalidToken": PermissionDeniedError,
+    "AccountProblem": PermissionDeniedError,
+    "501": NotSupportedError,
+    "NotImplemented": NotSupportedError,
+    "XNotImplemented": NotSupportedError,
+    "MethodNotAllowed": NotSupportedError,
+    "500": UnavailableError,
+    "503": UnavailableError,
+    "InternalError": UnavailableError,
+    "ServiceUnavailable": UnavailableError,
+    "SlowDown": UnavailableError,
+    "RequestTimeout": UnavailableError,
+}
+
+# Errors raised before or instead of an S3 response, most specific first.
+_CLIENT_SIDE: tuple[tuple[type[Exception], type[RepositoryError], str], ...] = (
+    (bx.NoCredentialsError, PermissionDeniedError, "no AWS credentials were found"),
+    (bx.PartialCredentialsError, PermissionDeniedError, "AWS credentials are incomplete"),
+    (bx.NoRegionError, InvalidArgumentError, "no AWS region is configured"),
+    (bx.ParamValidationError, InvalidArgumentError, "invalid request parameters"),
+    (bx.InvalidEndpointConfigurationError, InvalidArgumentError, "invalid endpoint"),
+    (bx.EndpointConnectionError, UnavailableError, "cannot connect to the S3 endpoint"),
+    (bx.ConnectTimeoutError, UnavailableError, "timed out connecting to the S3 endpoint"),
+    (bx.ReadTimeoutError, UnavailableError, "timed out reading from the S3 endpoint"),
+    (bx.ConnectionClosedError, UnavailableError, "the S3 endpoint closed the connection"),
+    (bx.ResponseStreamingError, UnavailableError, "the response stream broke off"),
+    (bx.IncompleteReadError, UnavailableError, "the response ended early"),
+    (bx.HTTPClientError, UnavailableError, "HTTP error talking to the S3 endpoint"),
+    (bx.ConnectionError, UnavailableError, "connection error talking to the S3 endpoint"),
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a ClientError, or '' for anything else."""
+    if isinstance(exc, bx.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate(exc: Exception, what: str) -> RepositoryError:
+    """The s3repo error for a botocore (or urllib3) exception; ``what`` names the target."""
+    if isinstance(exc, RepositoryError):
+        return exc
+    if isinstance(exc, bx.ClientError):
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message") or code
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        kind = ERROR_CODES.get(code) or ERROR_CODES.get(str(status), RepositoryError)
+        if kind is NotExistError and code == "NoSuchBucket":
+            return NotExistError(f"{what}: bucket does not exist ({message})")
+        if kind is NotExistError:
+            return NotExistError(f"{what}: does not exist")
+        return kind(f"{what}: {code or status}: {message}")
+    for cls, kind, text in _CLIENT_SIDE:
+        if isinstance(exc, cls):
+            return kind(f"{what}: {text}: {exc}")
+    if isinstance(exc, bx.BotoCoreError):
+        return RepositoryError(f"{what}: {exc}")
+    # urllib3 errors can escape botocore while a response body is being read.
+    if type(exc).__module__.startswith("urllib3"):
+        return UnavailableError(f"{what}: {type(exc).__name__}: {exc}")
+    return RepositoryError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _is_boundary_error(exc: Exception) -> bool:
+    return isinstance(exc, bx.BotoCoreError | bx.ClientError) or type(
+        exc
+    ).__module__.startswith("urllib3")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run a block of boto3 calls; botocore errors leave it as RepositoryError."""
+    try:
+        yield
+    except RepositoryError:
+        raise
+    except Exception as exc:
+        if _is_boundary_error(exc):
+            raise translate(exc, what) from exc
+        raise

