@@ -36,8 +36,11 @@ class MultipartUpload:
         """Upload part ``number`` (1-based); safe to call from several threads."""
         with translated(f"{self._what}, part {number}"):
             response = self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                PartNumber=number, Body=bytes(data) if isinstance(data, memoryview) else data,
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=bytes(data) if isinstance(data, memoryview) else data,
             )
         with self._lock:
             self._parts[number] = response["ETag"]
@@ -46,8 +49,12 @@ class MultipartUpload:
         """Copy bytes ``first..last`` (inclusive) of ``source`` into part ``number``."""
         with translated(f"{self._what}, copying part {number}"):
             response = self.client.upload_part_copy(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                CopySource=source, CopySourceRange=f"bytes={first}-{last}",
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={first}-{last}",
             )
         with self._lock:
             self._parts[number] = response["CopyPartResult"]["ETag"]
@@ -87,7 +94,9 @@ class MultipartUpload:
         parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
         with translated(f"completing {self._what}"):
             response = self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},
             )
         self._finished = True

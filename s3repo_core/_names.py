@@ -92,6 +92,4 @@ class Layout:
             return None
 
     def is_upload_key(self, key: str) -> bool:
-        return key.startswith(self.uploads) and bool(
-            _UPLOAD_TOKEN.match(key[len(self.uploads) :])
-        )
+        return key.startswith(self.uploads) and bool(_UPLOAD_TOKEN.match(key[len(self.uploads) :]))

@@ -57,6 +57,15 @@ def _as_digest(digest: Digest | str) -> Digest:
     return digest if isinstance(digest, Digest) else Digest.parse(digest)
 
 
+def _server_time(response: dict[str, Any]) -> datetime:
+    """The server's clock from a response's Date header, so ages need no synced clocks."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date) if date else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
 class S3Repository:
     """A content-addressed repository in ``s3://bucket/prefix``.
 
@@ -102,6 +111,7 @@ class S3Repository:
         self.lookahead = max(part_size, lookahead // part_size * part_size)
         self.copy_threshold = copy_threshold
         self.refresh_window = refresh_window
+        self._self_copy_refreshes: bool | None = None
 
     # -- naming ---------------------------------------------------------------------
 
@@ -223,8 +233,9 @@ class S3Repository:
     ) -> int:
         if dest.is_dir():
             raise InvalidArgumentError(f"dest {str(dest)!r} is a directory")
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".s3repo-part",
-                                   dir=dest.parent or ".")
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.name}.", suffix=".s3repo-part", dir=dest.parent or "."
+        )
         try:
             with os.fdopen(fd, "r+b") as out:
                 self._get_to_file(digest, key, size, etag, out)
@@ -240,7 +251,9 @@ class S3Repository:
         what = self._where(key)
         base = out.tell() if callable(getattr(out, "tell", None)) else 0
         write_at = self._positional_writer(out, base)
-        ranges = [(first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)]
+        ranges = [
+            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
+        ]
         pinned = {"IfMatch": etag} if etag else {}
         client = self.client
 
@@ -254,7 +267,6 @@ class S3Repository:
                 raise IntegrityError(f"{what}: range {first}-{end - 1} returned {len(data)} bytes")
             write_at(first, data)
             return data
-
 
         hasher = hashlib.sha256()
         if len(ranges) <= 1:
@@ -363,8 +375,8 @@ class S3Repository:
                 raise IntegrityError(
                     f"{file.digest} is stored in {self} with {stored} bytes, not {file.size}"
                 )
-            self._keep(key, head)
-            return
+            if self._keep(key, head):
+                return
         if isinstance(body, bytes | bytearray | memoryview):
             data = bytes(body)
             self._check_matches(file, Digest.of(data), len(data))
@@ -406,8 +418,7 @@ class S3Repository:
         """Store in-memory bytes whose digest is known, unless they are already stored."""
         key = self.layout.object_key(digest)
         head = self._head(key)
-        if head is not None and int(head["ContentLength"]) == len(data):
-            self._keep(key, head)
+        if head is not None and int(head["ContentLength"]) == len(data) and self._keep(key, head):
             return
         # Absent, or stored with the wrong size (damaged behind our back): write it.
         self._upload(key, data)
@@ -449,9 +460,8 @@ class S3Repository:
             digest, size = reader.digest, reader.size
             key = self.layout.object_key(digest)
             head = self._head(key)
-            if head is not None and int(head["ContentLength"]) == size:
+            if head is not None and int(head["ContentLength"]) == size and self._keep(key, head):
                 upload.abort()
-                self._keep(key, head)
                 return digest
             upload.complete()
         try:
@@ -466,7 +476,12 @@ class S3Repository:
         return max(self.part_size, math.ceil(needed / MiB) * MiB)
 
     def _copy(
-        self, src_key: str, dst_key: str, size: int, *, src_bucket: str | None = None,
+        self,
+        src_key: str,
+        dst_key: str,
+        size: int,
+        *,
+        src_bucket: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
         """Server-side copy; in parts above ``copy_threshold``. Atomic at the destination."""
@@ -494,20 +509,42 @@ class S3Repository:
         except Exception as exc:
             log.warning("could not remove %s (collection will): %s", self._where(key), exc)
 
-    def _keep(self, key: str, head: dict[str, Any]) -> None:
-        """A writer found ``key`` stored: refresh it if it is older than the window."""
+    def _keep(self, key: str, head: dict[str, Any]) -> bool:
+        """A writer found ``key`` stored: make sure it stays, refreshing it if it is old.
+
+        Returns False if the object vanished meanwhile, so the caller writes it again.
+        """
         modified = head.get("LastModified")
-        if modified is None:
-            return
-        date = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = _server_time(head)
+        if modified is None or now - modified <= self.refresh_window:
+            return True
+        return self._refresh(key, int(head["ContentLength"]), now)
+
+    def _refresh(self, key: str, size: int, now: datetime) -> bool:
+        """Give ``key`` a new last-modified time: a self-copy, or a round trip by uploads/.
+
+        Some servers (the JuiceFS gateway) accept a self-copy without touching the
+        object; the first refresh checks, and the repository remembers what works.
+        """
+        floor = now.replace(microsecond=0)
+        if self._self_copy_refreshes is not False:
+            self._copy(key, key, size, metadata={"s3repo-refreshed": now.isoformat()})
+            after = self._head(key)
+            if after is None:
+                return False
+            if after["LastModified"] >= floor:
+                self._self_copy_refreshes = True
+                return True
+            self._self_copy_refreshes = False
+        temporary = self.layout.new_upload_key()
         try:
-            now = parsedate_to_datetime(date) if date else datetime.now(UTC)
-        except (TypeError, ValueError):
-            now = datetime.now(UTC)
-        if now - modified <= self.refresh_window:
-            return
-        self._copy(key, key, int(head["ContentLength"]),
-                   metadata={"s3repo-refreshed": now.isoformat()})
+            self._copy(key, temporary, size)
+            self._copy(temporary, key, size)
+        except NotExistError:
+            return False
+        finally:
+            self._delete_quietly(temporary)
+        return self._head(key) is not None
 
     # -- between repositories -----------------------------------------------------------
 
@@ -545,8 +582,11 @@ def _transfer(digest: Digest, src: Any, dst: Any) -> None:
         size = int(head["ContentLength"])
         dst_key = dst.layout.object_key(digest)
         existing = dst._head(dst_key)
-        if existing is not None and int(existing["ContentLength"]) == size:
-            dst._keep(dst_key, existing)
+        if (
+            existing is not None
+            and int(existing["ContentLength"]) == size
+            and dst._keep(dst_key, existing)
+        ):
             return
         dst._copy(src_key, dst_key, size, src_bucket=src.bucket)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -142,19 +143,15 @@ class VerifyingReader(io.RawIOBase):
         if self._verified:
             return
         if self._read != self._size:
-            raise IntegrityError(
-                f"{self._what}: read {self._read} bytes, expected {self._size}"
-            )
+            raise IntegrityError(f"{self._what}: read {self._read} bytes, expected {self._size}")
         actual = Digest(self._hash.digest())
         if actual != self._digest:
             raise IntegrityError(f"{self._what}: bytes hash to {actual}, not {self._digest}")
         self._verified = True
 
     def _close_body(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._body.close()
-        except Exception:
-            pass
 
     def close(self) -> None:
         if not self.closed:

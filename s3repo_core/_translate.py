@@ -110,9 +110,9 @@ def translate(exc: Exception, what: str) -> RepositoryError:
 
 
 def _is_boundary_error(exc: Exception) -> bool:
-    return isinstance(exc, bx.BotoCoreError | bx.ClientError) or type(
-        exc
-    ).__module__.startswith("urllib3")
+    return isinstance(exc, bx.BotoCoreError | bx.ClientError) or type(exc).__module__.startswith(
+        "urllib3"
+    )
 
 
 @contextmanager

@@ -160,20 +160,47 @@ class JuiceFSGateway(LocalS3):
         meta = f"sqlite3://{self.workdir / 'meta.db'}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
         subprocess.run(
-            [binary, "format", "--storage", "file", "--bucket", f"{self.workdir / 'data'}/",
-             "--no-update", meta, "s3repo"],
-            check=True, **quiet,
+            [
+                binary,
+                "format",
+                "--storage",
+                "file",
+                "--bucket",
+                f"{self.workdir / 'data'}/",
+                "--no-update",
+                meta,
+                "s3repo",
+            ],
+            check=True,
+            **quiet,
         )
         self.port = _free_port()
-        env = dict(os.environ, MINIO_ROOT_USER=self.access_key,
-                   MINIO_ROOT_PASSWORD=self.secret_key)
+        env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key)
         self._log = open(self.workdir / "gateway.log", "wb")  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [binary, "gateway", "--multi-buckets", "--keep-etag", "--no-banner",
-             "--no-usage-report", "--no-bgjob", "--log", str(self.workdir / "juicefs.log"),
-             "--cache-dir", str(self.workdir / "cache"), "--metrics", f"{_HOST}:{_free_port()}",
-             "--backup-meta", "0", meta, f"{_HOST}:{self.port}"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                binary,
+                "gateway",
+                "--multi-buckets",
+                "--keep-etag",
+                "--no-banner",
+                "--no-usage-report",
+                "--no-bgjob",
+                "--log",
+                str(self.workdir / "juicefs.log"),
+                "--cache-dir",
+                str(self.workdir / "cache"),
+                "--metrics",
+                f"{_HOST}:{_free_port()}",
+                "--backup-meta",
+                "0",
+                meta,
+                f"{_HOST}:{self.port}",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             _wait_for_port(self.port, 60, self._proc)

@@ -63,3 +63,37 @@ def bucket(s3server: LocalS3, client: Any) -> Iterator[str]:
 def repo(bucket: str) -> S3Repository:
     """A repository with a prefix in a fresh bucket, with small parts so tests stay fast."""
     return S3Repository(bucket, "some/prefix", part_size=5 * 1024 * 1024)
+
+
+class MemoryRepository:
+    """A repository in a dict: another scheme, to test copies that stream through."""
+
+    def __init__(self, store: dict[str, bytes]) -> None:
+        self.store = store
+
+    def stat(self, digest: Any) -> Any:
+        from s3repo_core import File, NotExistError
+
+        if str(digest) not in self.store:
+            raise NotExistError(str(digest))
+        return File(digest, len(self.store[str(digest)]))
+
+    def get(self, digest: Any) -> Any:
+        import io
+
+        return io.BytesIO(self.store[str(digest)])
+
+    def put_file(self, file: Any, body: Any) -> None:
+        self.store[str(file.digest)] = body.read()
+
+
+@pytest.fixture
+def memory_scheme() -> Iterator[dict[str, bytes]]:
+    """Registers ``mem://`` for the test; yields the dict behind it."""
+    from s3repo_core import register_scheme
+    from s3repo_core._dial import _schemes
+
+    store: dict[str, bytes] = {}
+    register_scheme("mem", lambda url: MemoryRepository(store))
+    yield store
+    _schemes.pop("mem", None)
