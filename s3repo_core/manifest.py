@@ -1,0 +1,689 @@
+"""Liveset manifests: Parquet files listing the digests that must be kept.
+
+One row per live object::
+
+    digest  fixed_size_binary(32)   the raw SHA-256 (a "sha256:<hex>" string column
+                                    written by another tool is accepted too)
+    size    int64                   its size in bytes, >= 0
+    source  string                  free text: where the object came from
+
+and file-level key-value metadata ``s3repo.manifest = 1`` (format and version),
+``s3repo.created_at`` (ISO-8601, UTC) and ``s3repo.created_by``. The creation time
+matters: collection derives its threshold from it, so a file without it is rejected.
+
+A manifest lives at a local path or at ``s3://bucket/key``. Writes are atomic (a temp
+file, then ``os.replace`` or one upload), so a failed write never leaves half a
+manifest. Reads fail closed: every row is validated, and a bad row, a file that is not
+Parquet, or a missing file raises; nothing is returned half-read. Rows are numbered
+from 0 in error messages. Rows stream through in batches of :data:`BATCH_ROWS`, so
+no step needs one Python object per row of a whole manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from boto3.exceptions import Boto3Error
+
+from ._client import client_for
+from ._digest import Digest
+from ._errors import (
+    InvalidArgumentError,
+    NotExistError,
+    NotSupportedError,
+    RepositoryError,
+)
+from ._names import check_bucket
+from ._translate import translate, translated
+from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset
+
+__all__ = [
+    "BATCH_ROWS",
+    "MANIFEST_SCHEMA",
+    "LivesetInfo",
+    "Manifest",
+    "ManifestInfo",
+    "ManifestRow",
+    "read_liveset",
+    "read_liveset_with_info",
+    "read_manifest",
+    "write_manifest",
+]
+
+#: Rows per written row group and per batch read.
+BATCH_ROWS = 65536
+
+FORMAT_KEY = b"s3repo.manifest"
+FORMAT_VERSION = b"1"
+CREATED_AT_KEY = b"s3repo.created_at"
+CREATED_BY_KEY = b"s3repo.created_by"
+
+#: The schema :func:`write_manifest` writes and :class:`Manifest` holds.
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("digest", pa.binary(32), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+_DIGEST_TEXT = r"^sha256:[0-9a-f]{64}$"
+_DIGEST_TEXT_LENGTH = len("sha256:") + 64
+_INT64_MAX = 2**63 - 1
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HEX_VALUES = np.full(256, 0, dtype=np.uint8)
+_HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    """One live object: its digest, its size in bytes and where it came from."""
+
+    digest: Digest
+    size: int
+    source: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.digest, Digest):
+            raise InvalidArgumentError(f"digest must be a Digest, got {type(self.digest).__name__}")
+        if (
+            isinstance(self.size, bool)
+            or not isinstance(self.size, int)
+            or not 0 <= self.size <= _INT64_MAX
+        ):
+            raise InvalidArgumentError(f"size must be an int in [0, 2**63), got {self.size!r}")
+        if not isinstance(self.source, str):
+            raise InvalidArgumentError(f"source must be a str, got {type(self.source).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What :func:`write_manifest` wrote: where, how many rows, when and by what."""
+
+    location: str
+    num_rows: int
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class LivesetInfo:
+    """The manifests behind a liveset.
+
+    Collection must not delete what was written after the *oldest* manifest was made:
+    its producer may have written objects since that only its next manifest will list.
+    """
+
+    manifests: tuple[str, ...]
+    num_rows: int
+    oldest_created_at: datetime
+    newest_created_at: datetime
+
+
+class Manifest:
+    """A fully validated manifest, held as a compact Arrow table (not Python objects).
+
+    Iterating yields :class:`ManifestRow` s, built one batch at a time.
+    """
+
+    def __init__(
+        self, location: str, created_at: datetime, created_by: str, table: pa.Table
+    ) -> None:
+        self.location = location
+        self.created_at = created_at
+        self.created_by = created_by
+        self.table = table
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __iter__(self) -> Iterator[ManifestRow]:
+        for batch in self.table.to_batches(BATCH_ROWS):
+            digests = _digest_array(batch.column(0))
+            sizes = batch.column(1).to_pylist()
+            sources = batch.column(2).to_pylist()
+            for raw, size, source in zip(digests, sizes, sources, strict=True):
+                yield ManifestRow(Digest(raw.tobytes()), size, source)
+
+    def digests(self) -> np.ndarray:
+        """Every digest, in file order, as a :data:`~s3repo_core.liveset.DIGEST_DTYPE` array."""
+        parts = [_digest_array(chunk) for chunk in self.table.column(0).chunks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=DIGEST_DTYPE)
+
+    def __repr__(self) -> str:
+        return (
+            f"Manifest({self.location!r}, {self.num_rows} rows, "
+            f"created {self.created_at.isoformat()} by {self.created_by!r})"
+        )
+
+
+# -- locations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Location:
+    """A local path (bucket None) or an S3 bucket and key."""
+
+    bucket: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, src: str | os.PathLike[str]) -> _Location:
+        if isinstance(src, os.PathLike):
+            src = os.fspath(src)
+        if not isinstance(src, str) or not src:
+            raise InvalidArgumentError(f"a manifest location is a path or s3:// URL, got {src!r}")
+        if src.startswith("s3://"):
+            bucket, _, key = src[len("s3://") :].partition("/")
+            return cls(check_bucket(bucket), key)
+        if _SCHEME.match(src):
+            raise NotSupportedError(
+                f"unsupported manifest location {src!r}: use a local path or s3://bucket/key"
+            )
+        return cls(None, src)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.bucket is not None
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.path}" if self.is_s3 else self.path
+
+
+@contextmanager
+def _s3_call(what: str) -> Iterator[None]:
+    """``translated``, plus boto3's transfer errors, which wrap a botocore one."""
+    with translated(what):
+        try:
+            yield
+        except Boto3Error as exc:
+            cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
+            if isinstance(cause, Exception):
+                raise translate(cause, what) from exc
+            raise RepositoryError(f"{what}: {exc}") from exc
+
+
+def _remove(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.remove(path)
+
+
+@contextmanager
+def _local_copy(loc: _Location, tmpdir: str | None = None) -> Iterator[str]:
+    """A local path holding the manifest at ``loc``, removed afterwards if downloaded."""
+    if not loc.is_s3:
+        yield loc.path
+        return
+    if not loc.path or loc.path.endswith("/"):
+        raise InvalidArgumentError(f"{loc} names a prefix, not a manifest")
+    fd, tmp = tempfile.mkstemp(prefix="s3repo-manifest-", suffix=".parquet", dir=tmpdir)
+    os.close(fd)
+    try:
+        assert loc.bucket is not None
+        client = client_for(loc.bucket)
+        with _s3_call(f"downloading manifest {loc}"):
+            client.download_file(loc.bucket, loc.path, tmp)
+        yield tmp
+    finally:
+        _remove(tmp)
+
+
+def _expand(srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[_Location]:
+    """Manifest files named by ``srcs``: files, directories and s3:// prefixes ending in '/'."""
+    if isinstance(srcs, str | os.PathLike):
+        srcs = [srcs]
+    found: list[_Location] = []
+    for src in srcs:
+        loc = _Location.parse(src)
+        if loc.is_s3 and (not loc.path or loc.path.endswith("/")):
+            files = _list_s3(loc)
+        elif not loc.is_s3 and (loc.path.endswith(("/", os.sep)) or os.path.isdir(loc.path)):
+            files = _list_dir(loc)
+        else:
+            files = [loc]
+        if not files:
+            # Fail closed: an empty liveset would let collection delete everything.
+            raise NotExistError(f"no manifests (*.parquet) under {loc}")
+        found.extend(files)
+    if not found:
+        raise InvalidArgumentError("read_liveset needs at least one manifest")
+    return found
+
+
+def _list_dir(loc: _Location) -> list[_Location]:
+    root = Path(loc.path)
+    if not root.is_dir():
+        raise NotExistError(f"manifest directory {loc} does not exist")
+    return [_Location(None, str(p)) for p in sorted(root.rglob("*.parquet")) if p.is_file()]
+
+
+def _list_s3(loc: _Location) -> list[_Location]:
+    assert loc.bucket is not None
+    client = client_for(loc.bucket)
+    keys: list[str] = []
+    with _s3_call(f"listing manifests under {loc}"):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=loc.bucket, Prefix=loc.path
+        ):
+            keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".parquet"))
+    return [_Location(loc.bucket, key) for key in sorted(keys)]
+
+
+# -- writing --------------------------------------------------------------------------
+
+
+def _utc(when: datetime) -> datetime:
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidArgumentError(f"created_at must be a timezone-aware datetime, got {when!r}")
+    return when.astimezone(UTC)
+
+
+def _row(item: Any, number: int) -> ManifestRow:
+    try:
+        if isinstance(item, ManifestRow):
+            return item
+        if isinstance(item, tuple) and len(item) == 3:
+            return ManifestRow(*item)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"manifest row {number}: {exc}") from exc
+    raise InvalidArgumentError(
+        f"manifest row {number}: expected a ManifestRow or (Digest, size, source), "
+        f"got {type(item).__name__}"
+    )
+
+
+def _write_parquet(path: str, rows: Iterable[Any], metadata: dict[bytes, bytes]) -> int:
+    """Write ``rows`` to ``path`` a row group of BATCH_ROWS at a time; the row count."""
+    schema = MANIFEST_SCHEMA.with_metadata(metadata)
+    count = 0
+    # Page checksums: a flipped bit in a digest must fail the read, not change the digest.
+    with pq.ParquetWriter(path, schema, write_page_checksum=True) as writer:
+        raws: list[bytes] = []
+        sizes: list[int] = []
+        sources: list[str] = []
+
+        def flush() -> None:
+            digests = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(32), len(raws), [None, pa.py_buffer(b"".join(raws))]
+            )
+            batch = pa.record_batch(
+                [digests, pa.array(sizes, pa.int64()), pa.array(sources, pa.string())],
+                schema=schema,
+            )
+            writer.write_batch(batch)
+            raws.clear()
+            sizes.clear()
+            sources.clear()
+
+        for item in rows:
+            row = _row(item, count)
+            raws.append(row.digest.raw)
+            sizes.append(row.size)
+            sources.append(row.source)
+            count += 1
+            if len(raws) == BATCH_ROWS:
+                flush()
+        if raws:
+            flush()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return count
+
+
+def write_manifest(
+    dest: str | os.PathLike[str],
+    rows: Iterable[ManifestRow | tuple[Digest, int, str]],
+    *,
+    created_by: str = "s3repo",
+    created_at: datetime | None = None,
+) -> ManifestInfo:
+    """Write a manifest of ``rows`` to a local path or ``s3://bucket/key``, atomically.
+
+    ``rows`` streams: it is written a row group at a time. ``created_at`` (default now)
+    must be timezone-aware; it is stored in UTC. Raises InvalidArgumentError for a bad
+    row (naming its number) or argument, NotExistError if the local directory or the
+    bucket does not exist, and the translated S3 error if the upload fails; in every
+    case nothing is left at ``dest``.
+    """
+    loc = _Location.parse(dest)
+    if loc.is_s3 and (not loc.path or loc.path.endswith("/")):
+        raise InvalidArgumentError(f"{loc} names a prefix; a manifest needs a key")
+    if not isinstance(created_by, str) or not created_by:
+        raise InvalidArgumentError(f"created_by must be a non-empty str, got {created_by!r}")
+    when = _utc(created_at if created_at is not None else datetime.now(UTC))
+    metadata = {
+        FORMAT_KEY: FORMAT_VERSION,
+        CREATED_AT_KEY: when.isoformat(timespec="microseconds").encode(),
+        CREATED_BY_KEY: created_by.encode(),
+    }
+    if loc.is_s3:
+        fd, tmp = tempfile.mkstemp(prefix="s3repo-manifest-", suffix=".parquet")
+    else:
+        target = Path(loc.path)
+        if target.is_dir():
+            raise InvalidArgumentError(f"{loc} is a directory, not a manifest file")
+        if not target.parent.is_dir():
+            raise NotExistError(f"directory {target.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        count = _write_parquet(tmp, rows, metadata)
+        if loc.is_s3:
+            assert loc.bucket is not None
+            client = client_for(loc.bucket)
+            with _s3_call(f"uploading manifest {loc}"):
+                client.upload_file(
+                    tmp,
+                    loc.bucket,
+                    loc.path,
+                    ExtraArgs={"ContentType": "application/vnd.apache.parquet"},
+                )
+        else:
+            os.replace(tmp, loc.path)
+    finally:
+        _remove(tmp)
+    return ManifestInfo(str(loc), count, when, created_by)
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+def _first(mask: pa.Array | np.ndarray) -> int:
+    """Index of the first True in ``mask``."""
+    values = mask.to_numpy(zero_copy_only=False) if isinstance(mask, pa.Array) else mask
+    return int(np.flatnonzero(values)[0])
+
+
+def _digest_array(col: pa.Array) -> np.ndarray:
+    """A validated fixed_size_binary(32) Arrow array as a DIGEST_DTYPE array (a view)."""
+    return np.frombuffer(
+        col.buffers()[1], dtype=DIGEST_DTYPE, count=len(col), offset=col.offset * 32
+    )
+
+
+def _values(col: pa.Array, width: int) -> np.ndarray:
+    """The bytes of a (large_)binary or string array whose values are all ``width`` long."""
+    large = pa.types.is_large_binary(col.type) or pa.types.is_large_string(col.type)
+    offset_type = np.int64 if large else np.int32
+    offsets = np.frombuffer(
+        col.buffers()[1],
+        dtype=offset_type,
+        count=len(col) + 1,
+        offset=col.offset * np.dtype(offset_type).itemsize,
+    )
+    start = int(offsets[0])
+    data = np.frombuffer(col.buffers()[2], dtype=np.uint8) if len(col) else np.empty(0, np.uint8)
+    return data[start : start + width * len(col)].reshape(len(col), width)
+
+
+class _Reader:
+    """Open, check and stream one local manifest file; ``label`` names it in errors."""
+
+    def __init__(self, path: str, label: str) -> None:
+        self.label = label
+        try:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError as exc:
+            raise NotExistError(f"manifest {label} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise InvalidArgumentError(f"manifest {label} is a directory") from exc
+        except OSError as exc:
+            raise RepositoryError(f"cannot open manifest {label}: {exc}") from exc
+        try:
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            self._parquet = pq.ParquetFile(self._file, page_checksum_verification=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidArgumentError(
+                f"manifest {self.label} is not a readable Parquet file: {exc}"
+            ) from exc
+        meta = self._parquet.metadata.metadata or {}
+        version = meta.get(FORMAT_KEY)
+        if version is None:
+            raise InvalidArgumentError(
+                f"{self.label} is not an s3repo manifest: its Parquet metadata has no "
+                f"{FORMAT_KEY.decode()!r} key"
+            )
+        if version != FORMAT_VERSION:
+            raise InvalidArgumentError(
+                f"manifest {self.label} has unsupported format version {version!r}"
+            )
+        try:
+            self.created_at = _utc(datetime.fromisoformat(meta[CREATED_AT_KEY].decode()))
+            self.created_by = meta[CREATED_BY_KEY].decode()
+        except (KeyError, UnicodeDecodeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"manifest {self.label} lacks a valid {CREATED_AT_KEY.decode()} "
+                f"(ISO-8601 with time zone) or {CREATED_BY_KEY.decode()}: {exc}"
+            ) from exc
+        self.num_rows = int(self._parquet.metadata.num_rows)
+        schema = self._parquet.schema_arrow
+        for name in ("digest", "size"):
+            if name not in schema.names:
+                raise InvalidArgumentError(f"manifest {self.label} has no {name!r} column")
+        self._columns = [n for n in ("digest", "size", "source") if n in schema.names]
+        for name in self._columns:
+            if schema.names.count(name) > 1:
+                raise InvalidArgumentError(f"manifest {self.label} has two {name!r} columns")
+        digest_type = _plain(schema.field("digest").type)
+        if not (
+            digest_type == pa.binary(32)
+            or pa.types.is_binary(digest_type)
+            or pa.types.is_large_binary(digest_type)
+            or pa.types.is_string(digest_type)
+            or pa.types.is_large_string(digest_type)
+        ):
+            raise InvalidArgumentError(
+                f"manifest {self.label}: the digest column is {digest_type}; expected "
+                "fixed_size_binary(32), binary or 'sha256:<hex>' strings"
+            )
+        if not pa.types.is_integer(_plain(schema.field("size").type)):
+            raise InvalidArgumentError(
+                f"manifest {self.label}: the size column is {schema.field('size').type}; "
+                "expected integers"
+            )
+        if "source" in schema.names and not (
+            pa.types.is_string(_plain(schema.field("source").type))
+            or pa.types.is_large_string(_plain(schema.field("source").type))
+        ):
+            raise InvalidArgumentError(
+                f"manifest {self.label}: the source column is {schema.field('source').type}; "
+                "expected strings"
+            )
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Validated batches in MANIFEST_SCHEMA; InvalidArgumentError names a bad row."""
+        row = 0
+        batches = self._parquet.iter_batches(batch_size=BATCH_ROWS, columns=self._columns)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                raise InvalidArgumentError(
+                    f"manifest {self.label} is corrupt after row {row}: {exc}"
+                ) from exc
+            if batch is None:
+                break
+            yield self._check(batch, row)
+            row += batch.num_rows
+        if row != self.num_rows:
+            raise InvalidArgumentError(
+                f"manifest {self.label} holds {row} rows, its footer says {self.num_rows}"
+            )
+
+    def _bad(self, row: int, what: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"manifest {self.label}: row {row}: {what}")
+
+    def _check(self, batch: pa.RecordBatch, row: int) -> pa.RecordBatch:
+        n = batch.num_rows
+        columns = {name: _decoded(batch.column(name)) for name in self._columns}
+        for name, col in columns.items():
+            if col.null_count:
+                raise self._bad(row + _first(col.is_null()), f"{name} is null")
+        digests = self._check_digests(columns["digest"], row)
+        sizes = self._check_sizes(columns["size"], row)
+        source = columns.get("source")
+        if source is None:
+            source = pa.array([""] * n, pa.string())
+        elif source.type != pa.string():
+            source = source.cast(pa.string())
+        return pa.record_batch([digests, sizes, source], schema=MANIFEST_SCHEMA)
+
+    def _check_digests(self, col: pa.Array, row: int) -> pa.Array:
+        if col.type == pa.binary(32):
+            return col
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            lengths = pc.binary_length(col).to_numpy()
+            if (lengths != 32).any():
+                i = _first(lengths != 32)
+                raise self._bad(row + i, f"digest is {lengths[i]} bytes, expected 32")
+            raw = _values(col, 32)
+        else:
+            ok = pc.match_substring_regex(col, _DIGEST_TEXT).to_numpy(zero_copy_only=False)
+            if not ok.all():
+                i = _first(~ok)
+                raise self._bad(
+                    row + i,
+                    f"invalid digest {col[i].as_py()!r:.100}: expected 'sha256:' followed "
+                    "by 64 lowercase hex digits",
+                )
+            nibbles = _HEX_VALUES[_values(col, _DIGEST_TEXT_LENGTH)[:, len("sha256:") :]]
+            raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+        return pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(32), len(col), [None, pa.py_buffer(np.ascontiguousarray(raw).tobytes())]
+        )
+
+    def _check_sizes(self, col: pa.Array, row: int) -> pa.Array:
+        values = col.to_numpy()
+        if values.dtype.kind == "u":
+            bad = values > _INT64_MAX
+            what = "larger than 2**63 - 1"
+        else:
+            bad = values < 0
+            what = "negative"
+        if bad.any():
+            i = _first(bad)
+            raise self._bad(row + i, f"size {int(values[i])} is {what}")
+        return pa.array(values.astype(np.int64), pa.int64())
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """A dictionary type's value type; any other type unchanged."""
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _decoded(col: pa.Array) -> pa.Array:
+    return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+
+
+def read_manifest(src: str | os.PathLike[str]) -> Manifest:
+    """Read and fully validate the manifest at a local path or ``s3://bucket/key``.
+
+    Raises NotExistError if the file or key is missing, InvalidArgumentError if it is
+    not Parquet, not an s3repo manifest, or has a bad row (the message names the row,
+    numbered from 0); S3 errors are translated.
+    """
+    loc = _Location.parse(src)
+    with _local_copy(loc) as path, _Reader(path, str(loc)) as reader:
+        table = pa.Table.from_batches(list(reader.batches()), schema=MANIFEST_SCHEMA)
+        return Manifest(str(loc), reader.created_at, reader.created_by, table)
+
+
+def read_liveset_with_info(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    kind: Literal["exact", "bloom"] = "exact",
+    fp_rate: float = 0.01,
+) -> tuple[ExactLiveset | BloomLiveset, LivesetInfo]:
+    """The union of the manifests ``srcs`` as a liveset, and what it was read from.
+
+    ``srcs`` is one or many of: a manifest path, an ``s3://bucket/key``, a local
+    directory or an ``s3://bucket/prefix/`` (ending in '/'), meaning every ``*.parquet``
+    under it. Digests stream from each file's batches into numpy arrays. Fails closed:
+    if any manifest is missing, unreadable or has a bad row, or a directory or prefix
+    holds none, this raises (NotExistError, InvalidArgumentError, or a translated S3
+    error) and returns nothing. ``kind="bloom"`` sizes the filter from the row counts
+    in the files' footers, for ``fp_rate``.
+    """
+    if kind not in ("exact", "bloom"):
+        raise InvalidArgumentError(f"kind must be 'exact' or 'bloom', got {kind!r}")
+    if kind == "bloom":
+        BloomLiveset(0, fp_rate)  # validates fp_rate before any download
+    locations = _expand(srcs)
+    created: list[datetime] = []
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="s3repo-liveset-") as tmpdir:
+        if kind == "exact":
+            chunks: list[np.ndarray] = []
+            for loc in locations:
+                with _local_copy(loc, tmpdir) as path, _Reader(path, str(loc)) as reader:
+                    created.append(reader.created_at)
+                    for batch in reader.batches():
+                        chunks.append(_digest_array(batch.column(0)))
+                    total += reader.num_rows
+            liveset: ExactLiveset | BloomLiveset = ExactLiveset.from_arrays(chunks)
+        else:
+            # The filter's size comes from every footer: fetch them all and count first,
+            # then stream each again (one open file at a time, however many manifests).
+            with ExitStack() as stack:
+                paths = [stack.enter_context(_local_copy(loc, tmpdir)) for loc in locations]
+                for path, loc in zip(paths, locations, strict=True):
+                    with _Reader(path, str(loc)) as reader:
+                        total += reader.num_rows
+                        created.append(reader.created_at)
+                bloom = BloomLiveset(total, fp_rate)
+                for path, loc in zip(paths, locations, strict=True):
+                    with _Reader(path, str(loc)) as reader:
+                        for batch in reader.batches():
+                            bloom.add_many(_digest_array(batch.column(0)))
+            liveset = bloom
+    info = LivesetInfo(
+        manifests=tuple(str(loc) for loc in locations),
+        num_rows=total,
+        oldest_created_at=min(created),
+        newest_created_at=max(created),
+    )
+    return liveset, info
+
+
+def read_liveset(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    kind: Literal["exact", "bloom"] = "exact",
+    fp_rate: float = 0.01,
+) -> ExactLiveset | BloomLiveset:
+    """The union of the manifests ``srcs`` as a liveset; see :func:`read_liveset_with_info`."""
+    return read_liveset_with_info(srcs, kind=kind, fp_rate=fp_rate)[0]
