@@ -6,9 +6,11 @@ bucket, byte-compatible with the Go original's layout. Open one with
 """
 
 from ._client import set_client
+from ._collect import CollectionFailedError, CollectReport, DeleteFailure, shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
 from ._errors import (
+    ConflictError,
     IntegrityError,
     InvalidArgumentError,
     NotExistError,
@@ -18,12 +20,28 @@ from ._errors import (
     UnavailableError,
 )
 from ._s3repository import S3Repository
+from .liveset import BloomLiveset, ExactLiveset, Liveset
+from .manifest import (
+    ManifestRow,
+    read_liveset,
+    read_liveset_with_info,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
+    "BloomLiveset",
+    "CollectReport",
+    "CollectionFailedError",
+    "ConflictError",
+    "DeleteFailure",
     "Digest",
+    "ExactLiveset",
     "File",
     "IntegrityError",
     "InvalidArgumentError",
+    "Liveset",
+    "ManifestRow",
     "NotExistError",
     "NotSupportedError",
     "PermissionDeniedError",
@@ -31,6 +49,11 @@ __all__ = [
     "S3Repository",
     "UnavailableError",
     "dial",
+    "read_liveset",
+    "read_liveset_with_info",
+    "read_manifest",
     "register_scheme",
     "set_client",
+    "shard_names",
+    "write_manifest",
 ]

@@ -6,7 +6,9 @@
     ├── IntegrityError               bytes do not hash to their digest, or sizes disagree
     ├── InvalidArgumentError         a malformed digest, URL, bucket, prefix or argument
     ├── PermissionDeniedError        credentials are missing, wrong, or not allowed
-    └── UnavailableError             the store cannot be reached or keeps failing
+    ├── UnavailableError             the store cannot be reached or keeps failing
+    ├── ConflictError                another collection holds the shards asked for
+    └── CollectionFailedError        a collection could not delete some keys (has .report)
 
 botocore's exceptions are translated into these in exactly one place
 (``s3repo_core._translate``) and chained with ``from``, so the cause stays visible in
@@ -16,6 +18,7 @@ a traceback while callers only ever catch ``RepositoryError``.
 from __future__ import annotations
 
 __all__ = [
+    "ConflictError",
     "IntegrityError",
     "InvalidArgumentError",
     "NotExistError",
@@ -52,3 +55,7 @@ class PermissionDeniedError(RepositoryError):
 
 class UnavailableError(RepositoryError):
     """The store could not be reached, or kept failing after retries."""
+
+
+class ConflictError(RepositoryError):
+    """Another operation holds what this one needs: a collection of the same shards."""

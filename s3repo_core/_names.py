@@ -5,6 +5,10 @@ The layout is the Go original's, byte for byte::
     <prefix>/objects/sha256:<64 lowercase hex>   objects
     <prefix>/uploads/<16 lowercase hex>          in-progress uploads
 
+and one addition of ours, which the original never reads:
+
+    <prefix>/collections/<16 lowercase hex>      leases of running collections
+
 with no leading slash, and no ``<prefix>/`` at all when the prefix is empty.
 """
 
@@ -20,6 +24,7 @@ __all__ = ["Layout", "check_bucket", "clean_prefix"]
 
 OBJECTS = "objects"
 UPLOADS = "uploads"
+COLLECTIONS = "collections"
 
 # S3's rules for general purpose buckets: 3-63 characters of lowercase letters, digits,
 # dots and hyphens, starting and ending with a letter or digit, no "..", not an IP.
@@ -67,9 +72,10 @@ class Layout:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = clean_prefix(prefix)
-        self._root = f"{self.prefix}/" if self.prefix else ""
-        self.objects = f"{self._root}{OBJECTS}/"
-        self.uploads = f"{self._root}{UPLOADS}/"
+        self.root = f"{self.prefix}/" if self.prefix else ""
+        self.objects = f"{self.root}{OBJECTS}/"
+        self.uploads = f"{self.root}{UPLOADS}/"
+        self.collections = f"{self.root}{COLLECTIONS}/"
         self._object_key_prefix = f"{self.objects}{ALGORITHM}:"
 
     def object_key(self, digest: Digest) -> str:
@@ -77,6 +83,9 @@ class Layout:
 
     def new_upload_key(self) -> str:
         return f"{self.uploads}{secrets.token_hex(8)}"
+
+    def new_lease_key(self) -> str:
+        return f"{self.collections}{secrets.token_hex(8)}"
 
     def objects_shard(self, hex_prefix: str) -> str:
         """The listing prefix of objects whose hex digest starts with ``hex_prefix``."""

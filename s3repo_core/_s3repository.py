@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,17 +22,22 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import SplitResult
 
 from ._client import client_for, prepare_client
+from ._collect import CollectionFailedError, Collector, CollectReport, shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
 from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._lease import any_lease
 from ._multipart import MultipartUpload, copy_parts
 from ._names import Layout, check_bucket
 from ._streams import HashingReader, VerifyingReader, as_stream
 from ._translate import translated
+
+if TYPE_CHECKING:
+    from .liveset import Liveset
 
 __all__ = ["S3Repository"]
 
@@ -49,6 +55,10 @@ DEFAULT_PART_SIZE = 8 * MiB
 DEFAULT_CONCURRENCY = 8
 DEFAULT_LOOKAHEAD = 64 * MiB
 DEFAULT_REFRESH_WINDOW = timedelta(hours=1)
+DEFAULT_GRACE = timedelta(hours=24)
+DEFAULT_SETTLE = timedelta(seconds=60)
+#: S3 times (Last-Modified, Date) are whole seconds: every comparison allows for it.
+CLOCK_RESOLUTION = timedelta(seconds=1)
 
 Destination = str | os.PathLike[str] | BinaryIO
 
@@ -73,9 +83,21 @@ class S3Repository:
     length is held in memory up to ``lookahead`` bytes, so that content which turns
     out to be present is never uploaded; longer streams are uploaded while they are
     hashed. ``copy_threshold`` is the largest object copied with one CopyObject
-    (S3 allows 5 GiB); larger ones are copied in parts. A put that finds its object
-    already stored and last modified more than ``refresh_window`` ago refreshes it,
-    which is what keeps it safe from a concurrent collection.
+    (S3 allows 5 GiB); larger ones are copied in parts.
+
+    Writers and collection agree on three times, all measured on the server's clock:
+    a put that finds its object stored and last modified more than ``refresh_window``
+    ago refreshes it; collection refuses a threshold newer than ``grace`` ago; and a
+    delete is sent within a quarter of ``settle`` of the listing that justified it,
+    while a writer that finds an object modified less than ``settle`` ago, during a
+    collection, waits that long and looks again. The guarantee that follows:
+
+        **When put, put_file, write_to or read_from returns, the object is stored, and
+        no collection deletes it unless that collection started more than
+        ``grace - refresh_window`` later and its liveset does not name the object.**
+
+    It assumes that S3 applies a DeleteObjects request within three quarters of
+    ``settle`` of its being sent (collection never resends one without looking again).
     """
 
     scheme = "s3r"
@@ -91,6 +113,8 @@ class S3Repository:
         lookahead: int = DEFAULT_LOOKAHEAD,
         copy_threshold: int = MAX_SINGLE_COPY,
         refresh_window: timedelta = DEFAULT_REFRESH_WINDOW,
+        grace: timedelta = DEFAULT_GRACE,
+        settle: timedelta = DEFAULT_SETTLE,
     ) -> None:
         self.bucket = check_bucket(bucket)
         self.layout = Layout(prefix)
@@ -103,14 +127,20 @@ class S3Repository:
             raise InvalidArgumentError("concurrency must be at least 1")
         if not 0 < copy_threshold <= MAX_SINGLE_COPY:
             raise InvalidArgumentError(f"copy_threshold must be in 1..{MAX_SINGLE_COPY}")
-        if refresh_window <= timedelta(0):
-            raise InvalidArgumentError("refresh_window must be positive")
+        if refresh_window <= timedelta(0) or settle <= timedelta(0):
+            raise InvalidArgumentError("refresh_window and settle must be positive")
+        if grace <= refresh_window + settle + 2 * CLOCK_RESOLUTION:
+            raise InvalidArgumentError(
+                "grace must be longer than refresh_window + settle + 2 seconds"
+            )
         self.part_size = part_size
         self.concurrency = concurrency
         # The lookahead is whole parts, so a long stream's first parts are its slices.
         self.lookahead = max(part_size, lookahead // part_size * part_size)
         self.copy_threshold = copy_threshold
         self.refresh_window = refresh_window
+        self.grace = grace
+        self.settle = settle
         self._self_copy_refreshes: bool | None = None
 
     # -- naming ---------------------------------------------------------------------
@@ -510,15 +540,26 @@ class S3Repository:
             log.warning("could not remove %s (collection will): %s", self._where(key), exc)
 
     def _keep(self, key: str, head: dict[str, Any]) -> bool:
-        """A writer found ``key`` stored: make sure it stays, refreshing it if it is old.
+        """A writer found ``key`` stored: make sure it stays (see the class docstring).
 
         Returns False if the object vanished meanwhile, so the caller writes it again.
         """
         modified = head.get("LastModified")
-        now = _server_time(head)
-        if modified is None or now - modified <= self.refresh_window:
+        if modified is None:
             return True
-        return self._refresh(key, int(head["ContentLength"]), now)
+        now = _server_time(head)
+        if now - modified > self.refresh_window:
+            if not self._refresh(key, int(head["ContentLength"]), now):
+                return False
+            modified = now
+        elif now - modified >= self.settle + CLOCK_RESOLUTION:
+            return True
+        # Modified within `settle`: a collection that saw the object before that may
+        # still have a delete in flight. Wait it out if one is running, then look.
+        if any_lease(self.client, self.bucket, self.layout, now):
+            wait = modified + self.settle + CLOCK_RESOLUTION - now
+            time.sleep(max(0.0, wait.total_seconds()))
+        return self._head(key) is not None
 
     def _refresh(self, key: str, size: int, now: datetime) -> bool:
         """Give ``key`` a new last-modified time: a self-copy, or a round trip by uploads/.
@@ -544,7 +585,61 @@ class S3Repository:
             return False
         finally:
             self._delete_quietly(temporary)
-        return self._head(key) is not None
+        return True
+
+    # -- collection ------------------------------------------------------------------
+
+    def _server_now(self) -> datetime:
+        """The server's clock, from the Date header of a cheap LIST."""
+        with translated(f"listing {self}"):
+            response = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=self.layout.collections, MaxKeys=1
+            )
+        return _server_time(response)
+
+    def collect(
+        self,
+        liveset: Liveset,
+        *,
+        threshold: datetime | None = None,
+        dry_run: bool = False,
+        shards: list[str] | None = None,
+        keep_keys: bool = False,
+        raise_on_errors: bool = True,
+    ) -> CollectReport:
+        """Delete every object that is not in ``liveset`` and not modified after ``threshold``.
+
+        ``threshold`` defaults to ``grace`` ago on the server's clock and may not be
+        newer (InvalidArgumentError). Keys under ``objects/`` that are not digests are
+        reported, never deleted. Uploads under ``uploads/`` and multipart uploads older
+        than the threshold are removed too. ``dry_run`` deletes nothing and reports
+        exactly what would be deleted; ``shards`` restricts the run to some of
+        :func:`shard_names` (default: all), so that workers can share a repository.
+        ``keep_keys`` lists the collected keys in the report.
+
+        Raises ConflictError if another collection holds one of the shards, and, unless
+        ``raise_on_errors`` is False, CollectionFailedError (with the report) if the
+        server refused to delete some keys. The guarantee in the class docstring holds
+        for every object a writer was told is stored.
+        """
+        now = self._server_now()
+        newest = now - self.grace
+        if threshold is None:
+            threshold = newest
+        elif threshold.tzinfo is None:
+            raise InvalidArgumentError("threshold must be timezone-aware (e.g. UTC)")
+        elif threshold > newest:
+            raise InvalidArgumentError(
+                f"threshold {threshold.isoformat()} is newer than now minus the grace period "
+                f"({newest.isoformat()}); writers could lose objects"
+            )
+        # Last-Modified is truncated to the second: keep whatever might be newer.
+        effective = threshold.replace(microsecond=0) - CLOCK_RESOLUTION
+        collector = Collector(self, liveset, effective, dry_run, shards or shard_names(), keep_keys)
+        report = collector.run()
+        if report.failed and raise_on_errors:
+            raise CollectionFailedError(report)
+        return report
 
     # -- between repositories -----------------------------------------------------------
 

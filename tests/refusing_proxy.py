@@ -1,0 +1,97 @@
+"""A loopback HTTP proxy in front of an S3 server that refuses to delete some keys.
+
+DeleteObjects answers 200 with per-key errors; real servers do that for keys under a
+legal hold or a deny policy. The proxy takes refused keys out of the request before
+forwarding it and puts an AccessDenied error for each into the response, so the
+server really keeps them, exactly as such a server would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
+
+_OBJECT = re.compile(rb"<Object>\s*<Key>(.*?)</Key>.*?</Object>", re.S)
+_DROPPED = ("content-md5", "x-amz-checksum-", "x-amz-sdk-checksum", "content-length", "host")
+
+
+class RefusingProxy:
+    def __init__(self, upstream_port: int, refuse: Callable[[str], bool]) -> None:
+        self.refuse = refuse
+        self.refused: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                refused: list[str] = []
+                if self.command == "POST" and re.search(r"[?&]delete(=|&|$)", self.path):
+                    body, refused = proxy._strip(body)
+                headers = {
+                    k: v for k, v in self.headers.items() if not k.lower().startswith(_DROPPED)
+                }
+                if refused:
+                    headers = {
+                        k: v for k, v in headers.items() if k.lower() != "x-amz-content-sha256"
+                    }
+                    headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                if refused and response.status == 200:
+                    errors = b"".join(
+                        b"<Error><Key>" + escape(k).encode() + b"</Key><Code>AccessDenied"
+                        b"</Code><Message>refused by the test proxy</Message></Error>"
+                        for k in refused
+                    )
+                    data = data.replace(b"</DeleteResult>", errors + b"</DeleteResult>")
+                self.send_response(response.status)
+                for k, v in response.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _strip(self, body: bytes) -> tuple[bytes, list[str]]:
+        refused: list[str] = []
+
+        def drop(match: re.Match[bytes]) -> bytes:
+            key = match.group(1).decode()
+            if self.refuse(key):
+                refused.append(key)
+                return b""
+            return match.group(0)
+
+        stripped = _OBJECT.sub(drop, body)
+        self.refused.extend(refused)
+        return stripped, refused
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RefusingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,85 @@
+"""The race that must not lose data: writers finding objects while a collection runs.
+
+Writers keep putting content from a small pool, much of it stored long enough ago to
+be garbage, while collections with an empty liveset (the worst case) run back to back.
+After each collection, every object that a writer was told is stored, and that the
+guarantee in ``S3Repository``'s docstring covers, must still be there.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from s3repo_core import Digest, NotExistError, S3Repository
+from s3repo_core._collect import Collector
+from s3repo_core.liveset import ExactLiveset
+
+REFRESH = timedelta(milliseconds=200)
+SETTLE = timedelta(milliseconds=800)
+GRACE = timedelta(seconds=3, milliseconds=200)
+# Objects told stored less than this before a collection started are protected from it:
+# grace - refresh_window, less a margin for whole-second server times.
+PROTECTED = (GRACE - REFRESH).total_seconds() - 1.5
+
+
+def run_race(
+    bucket: str, seconds: float, writers: int = 3, pool: int = 40
+) -> tuple[int, int, list[str]]:
+    """(collections run, objects collected, violations) of one interleaving."""
+    repo = S3Repository(bucket, "race", refresh_window=REFRESH, settle=SETTLE, grace=GRACE)
+    payloads = [f"pool item {i}".encode() for i in range(pool)]
+    told: dict[Digest, float] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                digest = repo.put(payloads[rng.randrange(pool)])
+                with lock:
+                    told[digest] = time.time()
+        except BaseException as exc:
+            errors.append(exc)
+
+    for item in payloads:  # stored once, then left to age into garbage
+        repo.put(item)
+    time.sleep(GRACE.total_seconds() + 2.5)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    rounds = collected = 0
+    violations: list[str] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not errors:
+            started = time.time()
+            collected += repo.collect(ExactLiveset([])).collected
+            rounds += 1
+            with lock:
+                covered = [d for d, told_at in told.items() if told_at > started - PROTECTED]
+            for digest in covered:
+                try:
+                    repo.stat(digest)
+                except NotExistError:
+                    violations.append(f"round {rounds}: {digest} vanished")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    return rounds, collected, violations
+
+
+def test_no_object_a_writer_was_told_is_stored_vanishes(bucket: str, monkeypatch: Any) -> None:
+    monkeypatch.setattr(Collector, "pause_before_delete", 0.1)  # widen the race window
+    rounds, collected, violations = run_race(bucket, seconds=12)
+    assert violations == []
+    assert rounds >= 10
+    assert collected > 0  # the collections did delete garbage while writers ran
