@@ -1,0 +1,238 @@
+"""The ``s3repo`` command: put, get, stat and copy objects of one repository.
+
+The repository is ``--repo s3r://bucket/prefix`` or ``$S3REPO_URL``. The S3 endpoint,
+region and credentials come from boto3's standard configuration (``AWS_ENDPOINT_URL_S3``,
+``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/``...). Every repository error is printed
+as ``s3repo: error: <message>`` with an exit code that tells its kind (see ``EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from typing import Any, BinaryIO
+
+from . import (
+    Digest,
+    IntegrityError,
+    InvalidArgumentError,
+    NotExistError,
+    RepositoryError,
+    dial,
+)
+
+__all__ = ["EXIT_CODES", "main"]
+
+#: The exit code of each kind of error, most specific first; any other error exits 1.
+EXIT_CODES: tuple[tuple[type[RepositoryError], int], ...] = (
+    (InvalidArgumentError, 2),
+    (NotExistError, 3),
+    (IntegrityError, 4),
+)
+USAGE_ERROR = 2
+CHUNK = 1024 * 1024
+
+DESCRIPTION = """\
+Put, get, stat and copy the objects of a content-addressed repository on S3.
+Objects are named by the SHA-256 of their bytes: sha256:<64 lowercase hex>.
+
+The repository is --repo s3r://BUCKET/PREFIX, or $S3REPO_URL. The endpoint, region and
+credentials come from boto3's standard configuration: AWS_ENDPOINT_URL_S3 (or
+AWS_ENDPOINT_URL), AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/...
+"""
+
+EPILOG = """\
+examples:
+  export S3REPO_URL=s3r://my-bucket/artifacts
+  s3repo put model.bin                      store a file, print its digest
+  tar c data/ | s3repo put -                store stdin (any length), print its digest
+  s3repo stat sha256:<hex>                  print the digest and size in bytes
+  s3repo get sha256:<hex> -o model.bin      download to a file (verified, then renamed)
+  s3repo get sha256:<hex> > model.bin       write the bytes to stdout
+  s3repo cp sha256:<hex> --to s3r://other-bucket/mirror
+                                            copy to another repository
+
+exit codes:
+  0 success, 1 any other error, 2 invalid arguments (bad digest, URL, usage),
+  3 the object or bucket does not exist, 4 integrity (bytes do not match their digest)
+"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def _parser() -> argparse.ArgumentParser:
+    repo_help = "the repository, s3r://BUCKET/PREFIX (default: $S3REPO_URL)"
+    parser = argparse.ArgumentParser(
+        prog="s3repo", description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter
+    )
+    parser.add_argument("--repo", metavar="URL", help=repo_help)
+    # --repo is accepted after the subcommand too; SUPPRESS keeps it from resetting the
+    # value given before the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", metavar="URL", default=argparse.SUPPRESS, help=repo_help)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=f"{summary}\n\nexample:\n  {example}",
+            formatter_class=_formatter,
+        )
+
+    put = command(
+        "put",
+        "store a file, or stdin with '-', and print its digest",
+        "s3repo put model.bin        or   tar c data/ | s3repo put -",
+    )
+    put.add_argument("file", metavar="FILE|-", help="the file to store; '-' reads stdin")
+    get = command(
+        "get",
+        "write an object's bytes to stdout or to a file, verifying them",
+        "s3repo get sha256:<hex> -o model.bin",
+    )
+    get.add_argument("digest", metavar="DIGEST", help="sha256:<64 lowercase hex>")
+    get.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default="-",
+        help="write to this file, replaced only once the bytes verify; '-' (the default) is "
+        "stdout, where the bytes are verified as they stream: exit code 4 after them "
+        "means they were corrupt",
+    )
+    stat = command("stat", "print an object's digest and size in bytes", "s3repo stat sha256:<hex>")
+    stat.add_argument("digest", metavar="DIGEST", help="sha256:<64 lowercase hex>")
+    cp = command(
+        "cp",
+        "copy an object into another repository, server-side when it can",
+        "s3repo cp sha256:<hex> --to s3r://other-bucket/mirror",
+    )
+    cp.add_argument("digest", metavar="DIGEST", help="sha256:<64 lowercase hex>")
+    cp.add_argument("--to", metavar="URL", required=True, help="the destination repository")
+    return parser
+
+
+class _Progress:
+    """Bytes done so far, redrawn on stderr at most a few times a second (ttys only)."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and now - self._last > 0.2:
+            self._last = now
+            self._draw("")
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            self._draw("\n")
+
+    def _draw(self, end: str) -> None:
+        mib = self.done / (1024 * 1024)
+        of = f" of {self.total / (1024 * 1024):.1f} MiB" if self.total else " MiB"
+        print(f"\r{self.label}: {mib:.1f}{of}", end=end, file=sys.stderr, flush=True)
+
+
+class _CountingReader:
+    """A binary stream that reports how much has been read from it."""
+
+    def __init__(self, stream: BinaryIO, progress: _Progress) -> None:
+        self._stream, self._progress = stream, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._progress.add(len(data))
+        return data
+
+
+def _put(repo: Any, args: argparse.Namespace) -> None:
+    if args.file == "-":
+        source: BinaryIO = sys.stdin.buffer
+        progress = _Progress("put", None)
+        digest = repo.put(_CountingReader(source, progress))
+    else:
+        with open(args.file, "rb") as source:
+            progress = _Progress("put", os.fstat(source.fileno()).st_size)
+            digest = repo.put(_CountingReader(source, progress))
+    progress.close()
+    print(digest)
+
+
+def _get(repo: Any, args: argparse.Namespace) -> None:
+    digest = Digest.parse(args.digest)
+    if args.output != "-":
+        repo.get_file(digest, args.output)
+        return
+    out = sys.stdout.buffer
+    with repo.get(digest) as stream:
+        progress = _Progress("get", None)
+        while chunk := stream.read(CHUNK):
+            out.write(chunk)
+            progress.add(len(chunk))
+    progress.close()
+    out.flush()
+
+
+def _stat(repo: Any, args: argparse.Namespace) -> None:
+    file = repo.stat(Digest.parse(args.digest))
+    print(f"{file.digest} {file.size}")
+
+
+def _cp(repo: Any, args: argparse.Namespace) -> None:
+    repo.write_to(Digest.parse(args.digest), args.to)
+
+
+_COMMANDS = {"put": _put, "get": _get, "stat": _stat, "cp": _cp}
+
+
+def _error(message: str, code: int) -> int:
+    print(f"s3repo: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: sys.argv[1:]); the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error argparse has printed
+        return stop.code if isinstance(stop.code, int) else USAGE_ERROR
+    url = args.repo or os.environ.get("S3REPO_URL")
+    if not url:
+        return _error(
+            "no repository: pass --repo s3r://BUCKET/PREFIX or set S3REPO_URL", USAGE_ERROR
+        )
+    try:
+        _COMMANDS[args.command](dial(url), args)
+        sys.stdout.flush()
+    except RepositoryError as exc:
+        code = next((c for kind, c in EXIT_CODES if isinstance(exc, kind)), 1)
+        return _error(str(exc), code)
+    except BrokenPipeError:
+        # The reader went away (e.g. `s3repo get ... | head`): stop quietly, and keep
+        # Python from failing again when it flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        name = f"{exc.filename}: " if exc.filename else ""
+        return _error(f"{name}{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The ``s3repo`` command, run in-process with ``main(argv)`` and as a real subprocess,
+against a moto S3 server on 127.0.0.1 of this module's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3repo_core import Digest, S3Repository, dial, set_client
+from s3repo_core.cli import main
+from s3repo_core.localserver import MotoServer
+
+DATA = b"some artifact bytes\n" * 1000
+DIGEST = str(Digest.of(DATA))
+ABSENT = str(Digest.of(b"never stored"))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def url(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``s3r://`` URL of a repository in a fresh bucket, also set as $S3REPO_URL."""
+    bucket = server.create_bucket()
+    set_client(server.client(), bucket=bucket)
+    monkeypatch.setenv("S3REPO_URL", f"s3r://{bucket}/cli")
+    yield f"s3r://{bucket}/cli"
+    set_client(None, bucket=bucket)
+
+
+@pytest.fixture
+def stored(url: str) -> S3Repository:
+    """The repository at ``url``, holding DATA."""
+    repo: S3Repository = dial(url)
+    repo.put(DATA)
+    return repo
+
+
+def test_help_explains_every_subcommand_with_an_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("put", "get", "stat", "cp"):
+        assert f"\n    {command} " in out
+        assert f"s3repo {command} " in out
+    assert "S3REPO_URL" in out
+    assert "AWS_ENDPOINT_URL_S3" in out
+
+
+def test_put_prints_the_digest_of_the_file(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "artifact.bin"
+    path.write_bytes(DATA)
+    assert main(["--repo", url, "put", str(path)]) == 0
+    assert capsys.readouterr().out == f"{DIGEST}\n"
+    assert dial(url).stat(DIGEST).size == len(DATA)
+
+
+def test_repo_comes_from_the_option_after_the_command_or_the_environment(
+    url: str, stored: S3Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stat", DIGEST, "--repo", url]) == 0
+    assert main(["stat", DIGEST]) == 0  # $S3REPO_URL
+    assert capsys.readouterr().out == f"{DIGEST} {len(DATA)}\n" * 2
+
+
+def test_stat_prints_digest_and_size(
+    stored: S3Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stat", DIGEST]) == 0
+    assert capsys.readouterr().out == f"{DIGEST} {len(DATA)}\n"
+
+
+def test_get_to_a_path(stored: S3Repository, tmp_path: Path) -> None:
+    dest = tmp_path / "out.bin"
+    assert main(["get", DIGEST, "-o", str(dest)]) == 0
+    assert dest.read_bytes() == DATA
+
+
+def test_get_to_stdout(stored: S3Repository, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["get", DIGEST]) == 0
+    assert capsysbinary.readouterr().out == DATA
+
+
+def test_cp_copies_into_another_repository(
+    stored: S3Repository, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = f"{url}-mirror"
+    assert main(["cp", DIGEST, "--to", other]) == 0
+    assert dial(other).stat(DIGEST).size == len(DATA)
+
+
+def test_a_bad_digest_is_an_invalid_argument(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stat", "sha256:not-hex"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("s3repo: error: invalid digest 'sha256:not-hex'")
+    assert "Traceback" not in err
+
+
+def test_a_missing_repository_is_an_invalid_argument(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("S3REPO_URL", raising=False)
+    assert main(["stat", DIGEST]) == 2
+    assert "s3repo: error: no repository" in capsys.readouterr().err
+
+
+def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["stat", "get", "cp"])
+def test_a_missing_object_exits_3(
+    url: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "out.bin"
+    extra = {"stat": [], "get": ["-o", str(dest)], "cp": ["--to", f"{url}-mirror"]}[command]
+    assert main([command, ABSENT, *extra]) == 3
+    err = capsys.readouterr().err
+    assert err == f"s3repo: error: {ABSENT} is not in {url}\n"
+    assert not dest.exists()
+
+
+def test_corrupt_bytes_exit_4(
+    stored: S3Repository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Damage the object behind the repository's back, keeping its size.
+    key = stored.layout.object_key(Digest.parse(DIGEST))
+    stored.client.put_object(Bucket=stored.bucket, Key=key, Body=DATA.upper())
+    dest = tmp_path / "out.bin"
+    assert main(["get", DIGEST, "-o", str(dest)]) == 4
+    assert "s3repo: error: " in capsys.readouterr().err
+    assert not dest.exists()
+
+
+def test_an_unreadable_file_is_reported_without_a_traceback(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["put", str(tmp_path / "absent.bin")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("s3repo: error: ") and "absent.bin" in err
+    assert "Traceback" not in err
+
+
+def test_the_command_uses_boto3s_environment_and_streams_stdin(server: MotoServer) -> None:
+    """A real process, configured only by environment variables, puts stdin and gets it."""
+    bucket = server.create_bucket()
+    env = {**os.environ, **server.environ(), "S3REPO_URL": f"s3r://{bucket}/sub"}
+    command = [sys.executable, "-m", "s3repo_core.cli"]
+
+    def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [*command, *args], input=stdin, env=env, capture_output=True, timeout=60
+        )
+
+    put = run("put", "-", stdin=DATA)
+    assert (put.returncode, put.stdout, put.stderr) == (0, f"{DIGEST}\n".encode(), b"")
+    got = run("get", DIGEST)
+    assert (got.returncode, got.stdout == DATA) == (0, True)
+    missing = run("stat", ABSENT)
+    assert missing.returncode == 3
+    assert missing.stderr.startswith(b"s3repo: error: ")
+    assert b"Traceback" not in missing.stderr
