@@ -71,9 +71,10 @@ def _server_time(response: dict[str, Any]) -> datetime:
     """The server's clock from a response's Date header, so ages need no synced clocks."""
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     try:
-        return parsedate_to_datetime(date) if date else datetime.now(UTC)
+        when = parsedate_to_datetime(date) if date else datetime.now(UTC)
     except (TypeError, ValueError):
         return datetime.now(UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 class S3Repository:

@@ -16,6 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
 _OBJECT = re.compile(rb"<Object>\s*<Key>(.*?)</Key>.*?</Object>", re.S)
+_EMPTY_RESULT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>'
+)
 _DROPPED = ("content-md5", "x-amz-checksum-", "x-amz-sdk-checksum", "content-length", "host")
 
 
@@ -43,26 +47,42 @@ class RefusingProxy:
                         k: v for k, v in headers.items() if k.lower() != "x-amz-content-sha256"
                     }
                     headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                if refused and response.status == 200:
+                if refused and not _OBJECT.search(body):
+                    # Nothing left to forward: answer as the server would, with errors only.
+                    status, reply_headers, data = 200, [], _EMPTY_RESULT
+                else:
+                    upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    status, reply_headers, data = (
+                        response.status,
+                        response.getheaders(),
+                        response.read(),
+                    )
+                    upstream.close()
+                if refused and status == 200:
                     errors = b"".join(
                         b"<Error><Key>" + escape(k).encode() + b"</Key><Code>AccessDenied"
                         b"</Code><Message>refused by the test proxy</Message></Error>"
                         for k in refused
                     )
                     data = data.replace(b"</DeleteResult>", errors + b"</DeleteResult>")
-                self.send_response(response.status)
-                for k, v in response.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_response(status)
+                for k, v in reply_headers:
+                    # send_response wrote its own Date and Server already.
+                    skipped = (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "date",
+                        "server",
+                    )
+                    if k.lower() not in skipped:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                upstream.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
