@@ -549,16 +549,18 @@ class S3Repository:
         if modified is None:
             return True
         now = _server_time(head)
+        settled = self.settle + CLOCK_RESOLUTION
         if now - modified > self.refresh_window:
             if not self._refresh(key, int(head["ContentLength"]), now):
                 return False
-            modified = now
-        elif now - modified >= self.settle + CLOCK_RESOLUTION:
+            wait = settled  # counted from the end of the refresh
+        elif now - modified >= settled:
             return True
+        else:
+            wait = modified + settled - now
         # Modified within `settle`: a collection that saw the object before that may
         # still have a delete in flight. Wait it out if one is running, then look.
-        if any_lease(self.client, self.bucket, self.layout, now):
-            wait = modified + self.settle + CLOCK_RESOLUTION - now
+        if any_lease(self.client, self.bucket, self.layout, _server_time(head)):
             time.sleep(max(0.0, wait.total_seconds()))
         return self._head(key) is not None
 

@@ -66,12 +66,12 @@ class LocalS3:
     def endpoint_url(self) -> str:
         return f"http://{_HOST}:{self.port}"
 
-    def client(self, **config: Any) -> Any:
-        """A new boto3 S3 client for this server, prepared as s3repo prepares its own."""
+    def client(self, endpoint_url: str | None = None, **config: Any) -> Any:
+        """A new boto3 S3 client for this server (or a proxy of it at ``endpoint_url``)."""
         return prepare_client(
             boto3.session.Session().client(
                 "s3",
-                endpoint_url=self.endpoint_url,
+                endpoint_url=endpoint_url or self.endpoint_url,
                 aws_access_key_id=self.access_key,
                 aws_secret_access_key=self.secret_key,
                 region_name=self.region,

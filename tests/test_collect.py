@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from s3repo_core import (
@@ -18,7 +17,6 @@ from s3repo_core import (
     S3Repository,
     set_client,
 )
-from s3repo_core._client import default_config, prepare_client
 from s3repo_core.liveset import BloomLiveset, ExactLiveset
 from s3repo_core.localserver import LocalS3
 
@@ -223,16 +221,7 @@ def test_delete_errors_reported_per_key_fail_the_collection(moto_server: LocalS3
         return key in refused
 
     with RefusingProxy(moto_server.port, refuse) as proxy:
-        client = prepare_client(
-            boto3.session.Session().client(
-                "s3",
-                endpoint_url=proxy.endpoint_url,
-                aws_access_key_id=moto_server.access_key,
-                aws_secret_access_key=moto_server.secret_key,
-                region_name=moto_server.region,
-                config=default_config(),
-            )
-        )
+        client = moto_server.client(endpoint_url=proxy.endpoint_url)
         set_client(client, bucket=bucket)
         try:
             repo = short_repo(bucket)
