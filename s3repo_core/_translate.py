@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import botocore.exceptions as bx
+from boto3.exceptions import Boto3Error
 
 from ._errors import (
     InvalidArgumentError,
@@ -88,6 +89,12 @@ def translate(exc: Exception, what: str) -> RepositoryError:
     """The s3repo error for a botocore (or urllib3) exception; ``what`` names the target."""
     if isinstance(exc, RepositoryError):
         return exc
+    if isinstance(exc, Boto3Error):
+        # boto3's transfer manager wraps the botocore error that made it give up.
+        cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
+        if isinstance(cause, Exception) and cause is not exc:
+            return translate(cause, what)
+        return RepositoryError(f"{what}: {exc}")
     if isinstance(exc, bx.ClientError):
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message") or code
@@ -110,9 +117,8 @@ def translate(exc: Exception, what: str) -> RepositoryError:
 
 
 def _is_boundary_error(exc: Exception) -> bool:
-    return isinstance(exc, bx.BotoCoreError | bx.ClientError) or type(exc).__module__.startswith(
-        "urllib3"
-    )
+    boundary = bx.BotoCoreError | bx.ClientError | Boto3Error
+    return isinstance(exc, boundary) or type(exc).__module__.startswith("urllib3")
 
 
 @contextmanager

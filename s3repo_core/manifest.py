@@ -35,7 +35,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from boto3.exceptions import Boto3Error
 
 from ._client import client_for
 from ._digest import Digest
@@ -46,7 +45,7 @@ from ._errors import (
     RepositoryError,
 )
 from ._names import check_bucket
-from ._translate import translate, translated
+from ._translate import translated
 from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset
 
 __all__ = [
@@ -206,19 +205,6 @@ class _Location:
         return f"s3://{self.bucket}/{self.path}" if self.is_s3 else self.path
 
 
-@contextmanager
-def _s3_call(what: str) -> Iterator[None]:
-    """``translated``, plus boto3's transfer errors, which wrap a botocore one."""
-    with translated(what):
-        try:
-            yield
-        except Boto3Error as exc:
-            cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
-            if isinstance(cause, Exception):
-                raise translate(cause, what) from exc
-            raise RepositoryError(f"{what}: {exc}") from exc
-
-
 def _remove(path: str) -> None:
     with suppress(FileNotFoundError):
         os.remove(path)
@@ -237,7 +223,7 @@ def _local_copy(loc: _Location, tmpdir: str | None = None) -> Iterator[str]:
     try:
         assert loc.bucket is not None
         client = client_for(loc.bucket)
-        with _s3_call(f"downloading manifest {loc}"):
+        with translated(f"downloading manifest {loc}"):
             client.download_file(loc.bucket, loc.path, tmp)
         yield tmp
     finally:
@@ -277,7 +263,7 @@ def _list_s3(loc: _Location) -> list[_Location]:
     assert loc.bucket is not None
     client = client_for(loc.bucket)
     keys: list[str] = []
-    with _s3_call(f"listing manifests under {loc}"):
+    with translated(f"listing manifests under {loc}"):
         for page in client.get_paginator("list_objects_v2").paginate(
             Bucket=loc.bucket, Prefix=loc.path
         ):
@@ -390,7 +376,7 @@ def write_manifest(
         if loc.is_s3:
             assert loc.bucket is not None
             client = client_for(loc.bucket)
-            with _s3_call(f"uploading manifest {loc}"):
+            with translated(f"uploading manifest {loc}"):
                 client.upload_file(
                     tmp,
                     loc.bucket,

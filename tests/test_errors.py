@@ -101,3 +101,16 @@ def test_translated_chains_the_original_and_lets_other_errors_pass() -> None:
     assert info.value.__cause__ is original
     with pytest.raises(KeyError), translated("x"):
         raise KeyError("not ours to translate")
+
+
+def test_boto3_transfer_errors_are_translated_by_their_cause() -> None:
+    from boto3.exceptions import S3UploadFailedError
+
+    try:
+        try:
+            raise client_error("NoSuchBucket", 404)
+        except bx.ClientError as cause:
+            raise S3UploadFailedError("Failed to upload") from cause
+    except S3UploadFailedError as wrapped:
+        assert type(translate(wrapped, "x")) is NotExistError
+    assert type(translate(S3UploadFailedError("no cause"), "x")) is RepositoryError
