@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import ConflictError, InvalidArgumentError, RepositoryError
-from ._lease import LEASE_TTL, active_leases, write_lease
+from ._lease import is_expired, list_leases, read_leases, write_lease
 from ._translate import error_code, translated
 from .liveset import DIGEST_DTYPE, Liveset, contains_many
 
@@ -231,14 +231,12 @@ class Collector:
                 ) as deleters,
             ):
                 tasks = [listers.submit(self._run_shard, s, deleters) for s in self.shards]
-                for task in tasks:
-                    task.exception()
-                deletions = [f for t in tasks if not t.exception() for f in t.result()]
-                for deletion in deletions:
-                    deletion.exception()
+                wait(tasks)
+                deletions = [f for t in tasks if t.exception() is None for f in t.result()]
+                wait(deletions)
                 for future in (*tasks, *deletions):
-                    if future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
+                    if (error := future.exception()) is not None:
+                        raise error
         finally:
             if lease_key is not None:
                 if self._unknown_outcome:
@@ -253,7 +251,9 @@ class Collector:
         key = repo.layout.new_lease_key()
         write_lease(self.client, repo.bucket, key, self.shards, self.threshold)
         now = repo._server_now()
-        for lease in active_leases(self.client, repo.bucket, repo.layout, now):
+        listed = list_leases(self.client, repo.bucket, repo.layout)
+        live = [(k, modified) for k, modified in listed if not is_expired(modified, now)]
+        for lease in read_leases(self.client, repo.bucket, live):
             if lease.key == key:
                 break
             if not lease.shards or lease.shards & set(self.shards):
@@ -263,16 +263,10 @@ class Collector:
                     f"{sorted(lease.shards & set(self.shards)) or 'all'} "
                     f"(lease {lease.key}, since {lease.modified:%Y-%m-%d %H:%M:%S}Z)"
                 )
-        self._remove_expired_leases(now)
+        for expired, modified in listed:
+            if is_expired(modified, now):
+                repo._delete_quietly(expired)
         return key
-
-    def _remove_expired_leases(self, now: datetime) -> None:
-        repo = self.repo
-        with translated(f"listing {repo.layout.collections}"):
-            page = self.client.list_objects_v2(Bucket=repo.bucket, Prefix=repo.layout.collections)
-        for item in page.get("Contents", []):
-            if now - item["LastModified"] > LEASE_TTL:
-                repo._delete_quietly(item["Key"])
 
     def _run_shard(self, shard: str, deleters: ThreadPoolExecutor) -> list[Future[None]]:
         if shard == UPLOADS:

@@ -20,7 +20,15 @@ from typing import Any
 from ._names import Layout
 from ._translate import translated
 
-__all__ = ["LEASE_TTL", "Lease", "active_leases"]
+__all__ = [
+    "LEASE_TTL",
+    "Lease",
+    "any_lease",
+    "is_expired",
+    "list_leases",
+    "read_leases",
+    "write_lease",
+]
 
 LEASE_TTL = timedelta(hours=6)
 
@@ -32,20 +40,21 @@ class Lease:
     modified: datetime
 
 
-def active_leases(client: Any, bucket: str, layout: Layout, now: datetime) -> list[Lease]:
-    """Leases rewritten within LEASE_TTL of ``now`` (server time), oldest first."""
-    leases = []
+def list_leases(client: Any, bucket: str, layout: Layout) -> list[tuple[str, datetime]]:
+    """(key, last modified) of every lease, live or expired."""
     with translated(f"listing s3://{bucket}/{layout.collections}"):
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=layout.collections
         )
-        for page in pages:
-            for item in page.get("Contents", []):
-                if now - item["LastModified"] > LEASE_TTL:
-                    continue
-                leases.append((item["Key"], item["LastModified"]))
+        return [
+            (item["Key"], item["LastModified"]) for p in pages for item in p.get("Contents", [])
+        ]
+
+
+def read_leases(client: Any, bucket: str, listed: list[tuple[str, datetime]]) -> list[Lease]:
+    """The leases ``listed`` with the shards each holds, oldest first."""
     result = []
-    for key, modified in leases:
+    for key, modified in listed:
         with translated(f"s3://{bucket}/{key}"):
             try:
                 body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -56,6 +65,11 @@ def active_leases(client: Any, bucket: str, layout: Layout, now: datetime) -> li
                 shards = frozenset()
         result.append(Lease(key, shards, modified))
     return sorted(result, key=lambda lease: (lease.modified, lease.key))
+
+
+def is_expired(modified: datetime, now: datetime) -> bool:
+    """A lease not rewritten for LEASE_TTL belongs to a collector that died."""
+    return now - modified > LEASE_TTL
 
 
 def write_lease(client: Any, bucket: str, key: str, shards: list[str], threshold: datetime) -> None:
@@ -75,4 +89,4 @@ def any_lease(client: Any, bucket: str, layout: Layout, now: datetime) -> bool:
     """Whether any live lease exists: one LIST, for writers."""
     with translated(f"listing s3://{bucket}/{layout.collections}"):
         page = client.list_objects_v2(Bucket=bucket, Prefix=layout.collections)
-    return any(now - item["LastModified"] <= LEASE_TTL for item in page.get("Contents", []))
+    return any(not is_expired(item["LastModified"], now) for item in page.get("Contents", []))

@@ -436,12 +436,10 @@ class S3Repository:
             upload.complete()
 
     def _check_matches(self, file: File, digest: Digest, size: int) -> None:
-        if size != file.size:
-            raise IntegrityError(
-                f"the body for {file.digest} has {'more than ' if size > file.size else ''}"
-                f"{min(size, file.size + 1) if size > file.size else size} bytes, "
-                f"not {file.size}"
-            )
+        if size > file.size:
+            raise IntegrityError(f"the body for {file.digest} is longer than {file.size} bytes")
+        if size < file.size:
+            raise IntegrityError(f"the body for {file.digest} has {size} bytes, not {file.size}")
         if digest != file.digest:
             raise IntegrityError(f"the body hashes to {digest}, not {file.digest}")
 
