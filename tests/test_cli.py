@@ -13,22 +13,21 @@ import pytest
 
 from s3repo_core import Digest, S3Repository, dial, set_client
 from s3repo_core.cli import main
-from s3repo_core.localserver import MotoServer
+from s3repo_core.localserver import LocalS3
 
 DATA = b"some artifact bytes\n" * 1000
 DIGEST = str(Digest.of(DATA))
 ABSENT = str(Digest.of(b"never stored"))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
-    yield server
-    server.stop()
+@pytest.fixture
+def server(moto_server: LocalS3) -> LocalS3:
+    """The session's moto server (these tests are about our code, not the server)."""
+    return moto_server
 
 
 @pytest.fixture
-def url(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def url(server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``s3r://`` URL of a repository in a fresh bucket, also set as $S3REPO_URL."""
     bucket = server.create_bucket()
     set_client(server.client(), bucket=bucket)
@@ -154,7 +153,7 @@ def test_an_unreadable_file_is_reported_without_a_traceback(
     assert "Traceback" not in err
 
 
-def test_the_command_uses_boto3s_environment_and_streams_stdin(server: MotoServer) -> None:
+def test_the_command_uses_boto3s_environment_and_streams_stdin(server: LocalS3) -> None:
     """A real process, configured only by environment variables, puts stdin and gets it."""
     bucket = server.create_bucket()
     env = {**os.environ, **server.environ(), "S3REPO_URL": f"s3r://{bucket}/sub"}

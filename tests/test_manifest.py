@@ -17,7 +17,7 @@ from s3repo_core._client import set_client
 from s3repo_core._digest import Digest
 from s3repo_core._errors import InvalidArgumentError, NotExistError, NotSupportedError
 from s3repo_core.liveset import BloomLiveset, ExactLiveset, digests_to_array
-from s3repo_core.localserver import MotoServer
+from s3repo_core.localserver import LocalS3
 from s3repo_core.manifest import (
     BATCH_ROWS,
     ManifestRow,
@@ -43,15 +43,14 @@ def no_temp_files(directory: Path) -> bool:
     return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    s = MotoServer().start()
-    yield s
-    s.stop()
+@pytest.fixture
+def server(moto_server: LocalS3) -> LocalS3:
+    """The session's moto server (these tests are about our code, not the server)."""
+    return moto_server
 
 
 @pytest.fixture
-def bucket(server: MotoServer) -> Iterator[str]:
+def bucket(server: LocalS3) -> Iterator[str]:
     name = server.create_bucket()
     set_client(server.client(), bucket=name)
     yield name
@@ -59,7 +58,7 @@ def bucket(server: MotoServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def s3(server: MotoServer) -> Any:
+def s3(server: LocalS3) -> Any:
     return server.client()
 
 
@@ -197,7 +196,7 @@ def test_failed_s3_write_leaves_no_object(bucket: str, s3: Any) -> None:
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
-def test_missing_s3_key_and_bucket_are_not_exist(bucket: str, server: MotoServer) -> None:
+def test_missing_s3_key_and_bucket_are_not_exist(bucket: str, server: LocalS3) -> None:
     with pytest.raises(NotExistError):
         read_manifest(f"s3://{bucket}/no/such.parquet")
     with pytest.raises(NotExistError):
