@@ -1,9 +1,12 @@
-"""The Dagster code location over s3repo_core: resources, ops, jobs and schedules.
+"""The Dagster code location over s3repo_core: resources, ops, jobs and a schedule.
 
-A placeholder until the Dagster issue lands: the definitions are empty, but the
-workspace loads, so ``dagster dev -w workspace.yaml`` already starts.
+``workspace.yaml`` loads ``defs``. The repository is configured by ``S3REPO_*``
+environment variables (see :meth:`S3RepoResource.from_env` and the README).
 """
 
-from dagster import Definitions
+from .definitions import build_definitions
+from .resources import S3RepoResource
 
-defs = Definitions()
+__all__ = ["S3RepoResource", "build_definitions", "defs"]
+
+defs = build_definitions(S3RepoResource.from_env())

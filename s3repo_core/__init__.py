@@ -5,7 +5,7 @@ bucket, byte-compatible with the Go original's layout. Open one with
 ``dial("s3r://bucket/prefix")``.
 """
 
-from ._client import set_client
+from ._client import make_client, set_client
 from ._collect import CollectionFailedError, CollectReport, DeleteFailure, shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
@@ -49,6 +49,7 @@ __all__ = [
     "S3Repository",
     "UnavailableError",
     "dial",
+    "make_client",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",

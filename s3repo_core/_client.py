@@ -18,9 +18,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from ._errors import InvalidArgumentError
 from ._translate import translated
 
-__all__ = ["client_for", "default_config", "prepare_client", "set_client"]
+__all__ = ["client_for", "default_config", "make_client", "prepare_client", "set_client"]
 
 _lock = threading.Lock()
 _default: Any = None
@@ -38,6 +39,47 @@ def default_config(**overrides: Any) -> Config:
     }
     settings.update(overrides)
     return Config(**settings)
+
+
+def make_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+    max_attempts: int = 5,
+    retry_mode: str = "standard",
+    connect_timeout: float = 60,
+    read_timeout: float = 60,
+) -> Any:
+    """A new S3 client prepared for s3repo, from explicit settings.
+
+    What is left as None comes from boto3's standard configuration, as for the default
+    client. For programs that configure the store themselves (the Dagster resource)
+    rather than through the environment.
+    """
+    if max_attempts < 1:
+        raise InvalidArgumentError("max_attempts must be at least 1")
+    if retry_mode not in ("standard", "adaptive", "legacy"):
+        raise InvalidArgumentError(
+            f"retry_mode must be 'standard', 'adaptive' or 'legacy', got {retry_mode!r}"
+        )
+    config = default_config(
+        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    with translated("building an S3 client"):
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=region,
+            profile_name=profile,
+        )
+        return prepare_client(session.client("s3", endpoint_url=endpoint_url, config=config))
 
 
 def _add_content_md5(request: Any, **_: Any) -> None:

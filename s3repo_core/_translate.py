@@ -65,6 +65,7 @@ _CLIENT_SIDE: tuple[tuple[type[Exception], type[RepositoryError], str], ...] = (
     (bx.NoCredentialsError, PermissionDeniedError, "no AWS credentials were found"),
     (bx.PartialCredentialsError, PermissionDeniedError, "AWS credentials are incomplete"),
     (bx.NoRegionError, InvalidArgumentError, "no AWS region is configured"),
+    (bx.ProfileNotFound, InvalidArgumentError, "no such AWS profile"),
     (bx.ParamValidationError, InvalidArgumentError, "invalid request parameters"),
     (bx.InvalidEndpointConfigurationError, InvalidArgumentError, "invalid endpoint"),
     (bx.EndpointConnectionError, UnavailableError, "cannot connect to the S3 endpoint"),

@@ -1,0 +1,246 @@
+"""Garbage collection as a fan-out: plan once, collect each shard in its own step, report.
+
+The plan step reads every manifest (failing closed on any bad one), fixes the
+threshold as the oldest manifest's time minus the grace, and emits one dynamic
+output per digest-prefix shard. Each shard step collects only its shard, so the
+executor runs shards in parallel: in processes here, on machines with the Kubernetes,
+Celery or Dask executors. The liveset travels to the shard steps through the IO
+manager, which must then be storage every step can read. The report step merges the
+shards' reports and logs them as an observation of the repository asset.
+"""
+
+# No "from __future__ import annotations": Dagster reads op annotations at run time.
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+from typing import Literal
+from urllib.parse import urlsplit
+
+from dagster import (
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    op,
+)
+from pydantic import Field
+
+from s3repo_core import (
+    BloomLiveset,
+    CollectReport,
+    ExactLiveset,
+    InvalidArgumentError,
+    read_liveset_with_info,
+    shard_names,
+)
+
+from .assets import collection_observation
+from .errors import repository_step
+from .metadata import human_size, markdown_table
+from .resources import S3RepoResource
+
+__all__ = [
+    "CollectConfig",
+    "CollectionPlan",
+    "collect_shard",
+    "plan_collection",
+    "report_collection",
+    "report_table",
+]
+
+
+class CollectConfig(Config):
+    manifests: list[str] = Field(
+        description="Where the live manifests are: paths, s3://bucket/key, or a directory "
+        "or s3://bucket/prefix/ (ending in '/') meaning every *.parquet under it.",
+    )
+    dry_run: bool = Field(
+        default=True, description="Delete nothing, only report. Set false to delete."
+    )
+    grace_seconds: float | None = Field(
+        default=None,
+        description="Keep what was modified within this long before the oldest manifest "
+        "was written. Unset: the repository's grace (24 h by default); never less.",
+    )
+    liveset: Literal["exact", "bloom"] = Field(
+        default="exact",
+        description="exact: 32 bytes per live digest; bloom: about 1.2 bytes at 1% false "
+        "positives (which only keep some garbage until a later collection).",
+    )
+    shard_width: int = Field(
+        default=1, description="Hex digits per shard: 1 gives 16 digest shards (+2), 2 gives 256."
+    )
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    """What every shard step collects against: the same liveset and threshold."""
+
+    liveset: ExactLiveset | BloomLiveset
+    manifests: tuple[str, ...]
+    live_rows: int
+    oldest_manifest: datetime
+    threshold: datetime
+    dry_run: bool
+    planned_at: datetime
+
+
+@op(
+    out={
+        "plan": Out(CollectionPlan, description="The liveset and threshold for every shard."),
+        "shards": DynamicOut(str, description="One shard name per collect_shard step."),
+    },
+    description="Read the liveset from the manifests, fix the threshold, fan out over shards.",
+)
+def plan_collection(context: OpExecutionContext, config: CollectConfig, repository: S3RepoResource):  # type: ignore[no-untyped-def]
+    with repository_step("reading the liveset manifests"):
+        repo = repository.repository()
+        if not config.manifests:
+            raise InvalidArgumentError("no manifests configured: collection needs a liveset")
+        grace = (
+            repo.grace if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
+        )
+        if grace < repo.grace:
+            raise InvalidArgumentError(
+                f"grace_seconds {grace.total_seconds():g} is shorter than the repository's "
+                f"grace ({repo.grace.total_seconds():g} s); writers could lose objects"
+            )
+        for location in config.manifests:
+            if location.startswith("s3://"):
+                repository.use_for_bucket(urlsplit(location).netloc)
+        shards = shard_names(config.shard_width)
+        liveset, info = read_liveset_with_info(config.manifests, kind=config.liveset)
+        # Whole seconds, as the server's clock is read (and as collect would round it).
+        threshold = (info.oldest_created_at - grace).replace(microsecond=0)
+        now = datetime.now(UTC)
+        if threshold > now - repo.grace:
+            raise InvalidArgumentError(
+                f"the oldest manifest was written at {info.oldest_created_at.isoformat()}, in "
+                f"the future by this clock ({now.isoformat()}): check the clocks"
+            )
+    plan = CollectionPlan(
+        liveset,
+        info.manifests,
+        info.num_rows,
+        info.oldest_created_at,
+        threshold,
+        config.dry_run,
+        now,
+    )
+    context.log.info(
+        f"{'dry run' if plan.dry_run else 'collecting'} {repo.url}: {info.num_rows} live rows "
+        f"from {len(info.manifests)} manifests; keeping whatever was modified after "
+        f"{threshold.isoformat()}; {len(shards)} shards"
+    )
+    yield Output(
+        plan,
+        "plan",
+        metadata={
+            "repository": repo.url,
+            "dry_run": plan.dry_run,
+            "manifests": MetadataValue.md("\n".join(f"- `{m}`" for m in info.manifests)),
+            "live rows": info.num_rows,
+            "oldest manifest": info.oldest_created_at.isoformat(),
+            "threshold": threshold.isoformat(),
+            "shards": len(shards),
+        },
+    )
+    for shard in shards:
+        yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
+
+
+@op(
+    out=Out(CollectReport, description="What this shard's collection did."),
+    description="Collect one shard against the plan's liveset and threshold.",
+)
+def collect_shard(
+    context: OpExecutionContext, repository: S3RepoResource, shard: str, plan: CollectionPlan
+) -> Output[CollectReport]:
+    with repository_step(f"collecting shard {shard}"):
+        repo = repository.repository()
+        report = repo.collect(
+            plan.liveset,
+            threshold=plan.threshold,
+            dry_run=plan.dry_run,
+            shards=[shard],
+            raise_on_errors=False,
+        )
+    context.log.info(report.summary())
+    return Output(
+        report,
+        metadata={
+            "shard": shard,
+            "scanned": report.scanned,
+            "live": report.live,
+            "kept as recent": report.kept_recent,
+            "collected" if not plan.dry_run else "would collect": report.collected,
+            "bytes": report.bytes_collected,
+            "delete errors": len(report.errors),
+            "duration (s)": round(report.duration, 3),
+        },
+    )
+
+
+def report_table(report: CollectReport) -> str:
+    """What collection kept and deleted, by category, as a Markdown table."""
+    collected = "would collect" if report.dry_run else "collected"
+    rows = [
+        ("live (named by a manifest)", report.live, human_size(report.live_bytes)),
+        (
+            "kept as recent (modified after the threshold)",
+            report.kept_recent,
+            human_size(report.recent_bytes),
+        ),
+        (collected, report.collected, human_size(report.bytes_collected)),
+        ("invalid keys under objects/ (never deleted)", report.invalid_count, ""),
+        ("stale uploads removed", report.uploads_removed, ""),
+        ("multipart uploads aborted", report.multipart_aborted, ""),
+        ("refused deletions", len(report.errors), ""),
+        ("scanned", report.scanned, human_size(report.scanned_bytes)),
+    ]
+    return markdown_table(["category", "objects", "size"], rows)
+
+
+@op(
+    out=Out(CollectReport, description="The whole collection's report."),
+    description="Merge the shards' reports, log an observation of the repository.",
+)
+def report_collection(
+    context: OpExecutionContext, plan: CollectionPlan, reports: list[CollectReport]
+) -> Output[CollectReport]:
+    report = reduce(CollectReport.merge, sorted(reports, key=lambda r: r.shards))
+    context.log_event(collection_observation(report))
+    seconds = (datetime.now(UTC) - plan.planned_at).total_seconds()
+    metadata = {
+        "repository": report.repository,
+        "dry_run": report.dry_run,
+        "threshold": report.threshold.isoformat(),
+        "objects scanned": report.scanned,
+        "bytes scanned": report.scanned_bytes,
+        "objects live": report.live,
+        "objects kept as recent": report.kept_recent,
+        "objects collected" if not report.dry_run else "objects to collect": report.collected,
+        "bytes reclaimed" if not report.dry_run else "bytes to reclaim": report.bytes_collected,
+        "reclaimed": human_size(report.bytes_collected),
+        "delete errors": len(report.errors),
+        "duration (s)": round(seconds, 3),
+        "slowest shard (s)": round(report.duration, 3),
+        "by category": MetadataValue.md(report_table(report)),
+    }
+    if report.invalid_keys:
+        metadata["invalid keys"] = MetadataValue.md(
+            "\n".join(f"- `{key}`" for key in report.invalid_keys[:50])
+        )
+    context.log.info(report.summary())
+    if report.failed:
+        shown = ", ".join(f"{e.key} ({e.code})" for e in report.errors[:5])
+        raise Failure(
+            description=f"the server refused {len(report.errors)} deletions: {shown}; "
+            "nothing else was affected, the next collection retries them",
+            metadata=metadata,
+        )
+    return Output(report, metadata=metadata)

@@ -1,0 +1,113 @@
+"""Ingest: files, directories or upstream bytes into the repository, by digest.
+
+Files are put concurrently (the resource's ``concurrency``), each streamed from disk
+and hashed as it is read; content already stored is not uploaded again. The output is
+one ManifestRow per input (digest, size, where it came from), in input order, which
+the manifest op turns into a liveset manifest.
+"""
+
+# No "from __future__ import annotations": Dagster reads op annotations at run time.
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
+from pydantic import Field
+
+from s3repo_core import InvalidArgumentError, ManifestRow, NotExistError, S3Repository
+
+from .errors import repository_step
+from .metadata import human_size, markdown_table
+from .resources import S3RepoResource
+
+__all__ = ["Blobs", "IngestConfig", "ingest", "ingested_metadata"]
+
+#: What an upstream op may hand to ingest: one blob, several, or several by name.
+Blobs = bytes | Sequence[bytes] | Mapping[str, bytes]
+
+
+class IngestConfig(Config):
+    paths: list[str] = Field(
+        default=[],
+        description="Files or directories (every file under them, recursively) to ingest.",
+    )
+
+
+def files_under(paths: Sequence[str]) -> list[Path]:
+    """Every file named or under a named directory, sorted within each directory."""
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise InvalidArgumentError(f"{path} is neither a file nor a directory")
+        else:
+            raise NotExistError(f"{path} does not exist")
+    return files
+
+
+def named_blobs(blobs: Blobs | None) -> Iterator[tuple[str, bytes]]:
+    if blobs is None:
+        return
+    if isinstance(blobs, bytes | bytearray | memoryview):
+        yield "upstream", bytes(blobs)
+    elif isinstance(blobs, Mapping):
+        yield from ((str(name), bytes(data)) for name, data in blobs.items())
+    else:
+        yield from ((f"upstream[{n}]", bytes(data)) for n, data in enumerate(blobs))
+
+
+def put_path(repo: S3Repository, path: Path) -> ManifestRow:
+    with path.open("rb") as body:
+        digest = repo.put(body)
+        size = body.tell()
+    return ManifestRow(digest, size, str(path))
+
+
+def ingested_metadata(repo: S3Repository, rows: Sequence[ManifestRow], seconds: float) -> dict:
+    total = sum(row.size for row in rows)
+    table = markdown_table(
+        ["source", "digest", "size"],
+        ((r.source, f"`{r.digest}`", human_size(r.size)) for r in rows),
+    )
+    return {
+        "repository": repo.url,
+        "objects": len(rows),
+        "distinct digests": len({row.digest for row in rows}),
+        "bytes": total,
+        "size": human_size(total),
+        "duration (s)": round(seconds, 3),
+        "throughput (MiB/s)": round(total / (1024 * 1024) / seconds, 1) if seconds else 0.0,
+        "objects ingested": MetadataValue.md(table),
+    }
+
+
+@op(
+    ins={"blobs": In(Any, default_value=None, description="Bytes produced upstream (optional).")},
+    out=Out(list[ManifestRow], description="One row per input: digest, size, source."),
+    description="Put files, directories or upstream bytes into the repository.",
+)
+def ingest(
+    context: OpExecutionContext, config: IngestConfig, repository: S3RepoResource, blobs: Any
+) -> Output[list[ManifestRow]]:
+    started = time.monotonic()
+    with repository_step("ingest"):
+        repo = repository.repository()
+        files = files_under(config.paths)
+        upstream = list(named_blobs(blobs))
+        if not files and not upstream:
+            raise InvalidArgumentError("nothing to ingest: give paths in config or upstream bytes")
+        context.log.info(
+            f"ingesting {len(files)} files and {len(upstream)} upstream blobs into {repo.url}"
+        )
+        with ThreadPoolExecutor(max_workers=repository.concurrency) as pool:
+            rows = list(pool.map(lambda path: put_path(repo, path), files))
+        for name, data in upstream:
+            rows.append(ManifestRow(repo.put(data), len(data), name))
+    seconds = time.monotonic() - started
+    return Output(rows, metadata=ingested_metadata(repo, rows, seconds))

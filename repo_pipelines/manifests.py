@@ -1,0 +1,90 @@
+"""Write a liveset manifest: the digests a producer still needs, as Parquet.
+
+Rows come from upstream (ingest's output) and from digests listed in config; listed
+digests are looked up first, so a manifest never names an object that is not stored.
+"""
+
+# No "from __future__ import annotations": Dagster reads op annotations at run time.
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
+from pydantic import Field
+
+from s3repo_core import InvalidArgumentError, ManifestRow, write_manifest
+
+from .errors import repository_step
+from .fetch import stat_all
+from .metadata import human_size, markdown_table
+from .resources import S3RepoResource
+
+__all__ = ["ManifestConfig", "manifest_destination", "write_manifest_op"]
+
+
+class ManifestConfig(Config):
+    dest: str | None = Field(
+        default=None,
+        description="A local path or s3://bucket/key for the manifest; a directory or a "
+        "prefix ending in '/' gets a file named after the time and the run. Unset: no "
+        "manifest is written (the job only ingests).",
+    )
+    digests: list[str] = Field(default=[], description="More live digests, looked up first.")
+    source: str = Field(default="config", description="The source recorded for those digests.")
+
+
+def manifest_destination(dest: str, run_id: str, now: datetime) -> str:
+    """``dest``, or a file in it named after ``now`` and the run if it is a folder."""
+    if dest.endswith("/"):
+        return f"{dest}manifest-{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}.parquet"
+    return dest
+
+
+@op(
+    name="write_manifest",
+    ins={"objects": In(Any, default_value=None, description="Rows from ingest (optional).")},
+    out=Out(str | None, description="Where the manifest was written, or None if not asked."),
+    description="Write a Parquet liveset manifest of upstream objects and configured digests.",
+)
+def write_manifest_op(
+    context: OpExecutionContext,
+    config: ManifestConfig,
+    repository: S3RepoResource,
+    objects: list[ManifestRow] | None,
+) -> Output[str | None]:
+    rows = list(objects or [])
+    if config.dest is None:
+        context.log.info(f"no manifest asked for (config dest is unset); {len(rows)} objects")
+        return Output(None, metadata={"written": False, "objects": len(rows)})
+    now = datetime.now(UTC)
+    dest = manifest_destination(config.dest, context.run_id, now)
+    with repository_step(f"writing manifest {dest}"):
+        repo = repository.repository()
+        rows += [
+            ManifestRow(f.digest, f.size, config.source) for f in stat_all(repo, config.digests)
+        ]
+        if not rows:
+            raise InvalidArgumentError("an empty manifest: no upstream objects and no digests")
+        if dest.startswith("s3://"):
+            repository.use_for_bucket(urlsplit(dest).netloc)
+        info = write_manifest(
+            dest, rows, created_by=f"dagster run {context.run_id}", created_at=now
+        )
+    distinct = {row.digest: row.size for row in rows}
+    table = markdown_table(
+        ["digest", "size", "source"],
+        ((f"`{r.digest}`", human_size(r.size), r.source) for r in rows),
+    )
+    return Output(
+        info.location,
+        metadata={
+            "written": True,
+            "manifest": info.location,
+            "rows": info.num_rows,
+            "distinct digests": len(distinct),
+            "live bytes": sum(distinct.values()),
+            "created_at": info.created_at.isoformat(),
+            "repository": repo.url,
+            "rows listed": MetadataValue.md(table),
+        },
+    )

@@ -1,0 +1,126 @@
+"""The repository as a Dagster resource: where it is, how to reach it, how to retry.
+
+Credentials are plain fields so that they can be given as ``EnvVar``: Dagster then
+shows the variable's name, never its value, in the UI and the run's config. Left
+unset, boto3's standard chain applies (``AWS_*`` variables, profiles, instance roles).
+Each process builds one boto3 client per distinct connection setting and shares it
+between steps and threads (boto3 clients are thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from datetime import timedelta
+from typing import Any, Literal
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
+
+from s3repo_core import S3Repository, make_client, set_client
+
+__all__ = ["S3RepoResource"]
+
+MiB = 1024 * 1024
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+class S3RepoResource(ConfigurableResource):
+    """An s3repo repository: ``s3r://<bucket>/<prefix>`` on an S3-compatible store."""
+
+    bucket: str = Field(description="The bucket that holds the repository.")
+    prefix: str = Field(default="", description="The repository's key prefix in the bucket.")
+    endpoint_url: str | None = Field(
+        default=None, description="The S3 endpoint; unset means AWS (or AWS_ENDPOINT_URL_S3)."
+    )
+    region: str | None = Field(default=None, description="The region; unset means boto3's.")
+    profile: str | None = Field(default=None, description="A profile in ~/.aws/config.")
+    access_key_id: str | None = Field(
+        default=None, description="Give as EnvVar; unset means boto3's credential chain."
+    )
+    secret_access_key: str | None = Field(default=None, description="Give as EnvVar.")
+    session_token: str | None = Field(default=None, description="Give as EnvVar.")
+    max_attempts: int = Field(default=5, description="Attempts per S3 request, first included.")
+    retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        default="standard", description="botocore's retry mode."
+    )
+    connect_timeout: float = Field(default=10.0, description="Seconds to connect.")
+    read_timeout: float = Field(default=60.0, description="Seconds to wait for a response.")
+    part_size_mib: int = Field(default=8, description="Multipart part size in MiB (5 or more).")
+    concurrency: int = Field(default=8, description="Parts or files transferred at once.")
+    grace_seconds: float = Field(
+        default=86_400.0,
+        description="Collection never deletes what was written within this long before "
+        "its threshold may be; see the s3repo guarantee.",
+    )
+    refresh_window_seconds: float = Field(
+        default=3_600.0, description="Writers refresh stored objects older than this."
+    )
+    settle_seconds: float = Field(
+        default=60.0, description="How long a DeleteObjects may take to apply."
+    )
+
+    @classmethod
+    def from_env(cls) -> S3RepoResource:
+        """The resource the code location uses, configured by ``S3REPO_*`` variables.
+
+        ``S3REPO_BUCKET`` is read when a run starts; the optional settings are given
+        as EnvVar when they are set as the code location loads.
+        """
+        optional: dict[str, Any] = {}
+        for field, var in (
+            ("prefix", "S3REPO_PREFIX"),
+            ("endpoint_url", "S3REPO_ENDPOINT_URL"),
+            ("region", "S3REPO_REGION"),
+            ("profile", "S3REPO_PROFILE"),
+            ("access_key_id", "S3REPO_ACCESS_KEY_ID"),
+            ("secret_access_key", "S3REPO_SECRET_ACCESS_KEY"),
+            ("session_token", "S3REPO_SESSION_TOKEN"),
+        ):
+            if os.environ.get(var):
+                optional[field] = EnvVar(var)
+        return cls(bucket=EnvVar("S3REPO_BUCKET"), **optional)
+
+    def client(self) -> Any:
+        """This process's boto3 client for these connection settings."""
+        settings = {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "profile": self.profile,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "session_token": self.session_token,
+            "max_attempts": self.max_attempts,
+            "retry_mode": self.retry_mode,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+        }
+        # The key holds a hash, not the secret, so no secret sits in a dict's repr.
+        key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()
+        with _clients_lock:
+            if key not in _clients:
+                _clients[key] = make_client(**settings)
+            return _clients[key]
+
+    def repository(self) -> S3Repository:
+        """The repository, with this process's client (also used for its bucket's manifests)."""
+        client = self.client()
+        set_client(client, bucket=self.bucket)
+        return S3Repository(
+            self.bucket,
+            self.prefix,
+            client=client,
+            part_size=self.part_size_mib * MiB,
+            concurrency=self.concurrency,
+            refresh_window=timedelta(seconds=self.refresh_window_seconds),
+            grace=timedelta(seconds=self.grace_seconds),
+            settle=timedelta(seconds=self.settle_seconds),
+        )
+
+    def use_for_bucket(self, bucket: str | None) -> None:
+        """Read and write manifests in ``bucket`` with this resource's client."""
+        if bucket:
+            set_client(self.client(), bucket=bucket)
