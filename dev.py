@@ -28,8 +28,11 @@ installed with `pip install -e '.[dev]'` whenever pyproject.toml has changed).
 
 commands:
   setup           only set up .venv
-  demo [ARGS]     run the demo against a local S3 server
-                  (python -m s3repo_core.demo ARGS; e.g. `demo --server juicefs`)
+  demo [ARGS]     run the Dagster jobs end to end on a local S3 server
+                  (python -m repo_pipelines.demo ARGS; e.g. `demo --server juicefs`;
+                  `demo --ui` then starts `dagster dev` on the same server)
+  tour [ARGS]     a tour of the library alone on a local S3 server
+                  (python -m s3repo_core.demo ARGS)
   test [ARGS]     run `ruff check .`, then pytest ARGS (e.g. `test tests/test_cli.py -x`);
                   set S3REPO_TEST_SERVERS=moto to test against one S3 server only
   lint            run `ruff check .`
@@ -86,7 +89,7 @@ def main(argv: list[str]) -> int:
     if command in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    if command not in ("setup", "demo", "test", "lint"):
+    if command not in ("setup", "demo", "tour", "test", "lint"):
         print(USAGE, end="", file=sys.stderr)
         print(f"\ndev.py: error: unknown command {command!r}", file=sys.stderr)
         return 2
@@ -95,9 +98,10 @@ def main(argv: list[str]) -> int:
         return code
     if command == "lint":
         return lint()
-    if command == "demo":
-        step(" ".join(["python -m s3repo_core.demo", *args]))
-        return run([PYTHON, "-m", "s3repo_core.demo", *args])
+    if command in ("demo", "tour"):
+        module = "repo_pipelines.demo" if command == "demo" else "s3repo_core.demo"
+        step(" ".join(["python -m", module, *args]))
+        return run([PYTHON, "-m", module, *args])
     lint_code = lint()
     step(" ".join(["pytest", *args]))
     test_code = run([PYTHON, "-m", "pytest", *args])
