@@ -1,4 +1,4 @@
-"""The demo, the README's main command, runs end to end and verifies what it stores."""
+"""The demos run end to end and verify what they store and what they collect."""
 
 from __future__ import annotations
 
@@ -22,3 +22,18 @@ def test_the_demo_runs_and_verifies_what_it_stores(
     assert f"put(bytes)               {Digest.of(DEMO_BYTES)}" in out
     assert "IntegrityError" in out  # the wrong digest was refused
     assert "s3repo demo: OK: 3 objects stored, all round-trips verified" in out
+
+
+@pytest.mark.timeout(120)
+def test_the_dagster_demo_collects_exactly_the_first_build_s_garbage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from repo_pipelines.demo import main as dagster_demo
+
+    assert dagster_demo(["--server", "moto"]) == 0
+    out = capsys.readouterr().out
+    assert "| would collect | 4 |" in out
+    assert "| collected | 4 |" in out
+    assert "| live (named by a manifest) | 5 |" in out
+    assert "stat_job       of a collected digest fails: stat failed: 1 of 1 digests" in out
+    assert out.rstrip().endswith("stopped the S3 server")
