@@ -462,3 +462,14 @@ def test_the_resource_builds_one_client_per_connection_setting(
     assert resource_for(s3server, bucket, prefix="elsewhere").client() is first.client()
     assert resource_for(s3server, bucket, max_attempts=2).client() is not first.client()
     assert first.repository().client is first.client()
+
+
+def test_definitions_take_another_executor_and_io_manager(resource: S3RepoResource) -> None:
+    from dagster import fs_io_manager, in_process_executor
+
+    default = build_definitions(resource).get_job_def("collect_job")
+    assert default.executor_def.name == "multi_or_in_process_executor"
+    custom = build_definitions(resource, executor=in_process_executor, io_manager=fs_io_manager)
+    job_def = custom.get_job_def("collect_job")
+    assert job_def.executor_def is in_process_executor
+    assert job_def.resource_defs["io_manager"] is fs_io_manager
