@@ -7,6 +7,7 @@ the manifest op turns into a liveset manifest.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,9 @@ from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
 __all__ = ["Blobs", "IngestConfig", "ingest", "ingested_metadata"]
+
+#: Seconds between progress lines while files are ingested.
+PROGRESS_SECONDS = 10.0
 
 #: What an upstream op may hand to ingest: one blob, several, or several by name.
 Blobs = bytes | Sequence[bytes] | Mapping[str, bytes]
@@ -69,6 +73,32 @@ def put_path(repo: S3Repository, path: Path) -> ManifestRow:
     return ManifestRow(digest, size, str(path))
 
 
+class Progress:
+    """Logs how many files are done, at most every PROGRESS_SECONDS, for long ingests."""
+
+    def __init__(self, context: OpExecutionContext, total: int) -> None:
+        self._context = context
+        self._total = total
+        self._count = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._started = self._logged = time.monotonic()
+
+    def done(self, row: ManifestRow) -> ManifestRow:
+        with self._lock:
+            self._count += 1
+            self._bytes += row.size
+            now = time.monotonic()
+            if now - self._logged >= PROGRESS_SECONDS and self._count < self._total:
+                self._logged = now
+                rate = self._bytes / (1024 * 1024) / (now - self._started)
+                self._context.log.info(
+                    f"{self._count} of {self._total} files, {human_size(self._bytes)}, "
+                    f"{rate:.1f} MiB/s"
+                )
+        return row
+
+
 def ingested_metadata(repo: S3Repository, rows: Sequence[ManifestRow], seconds: float) -> dict:
     total = sum(row.size for row in rows)
     table = markdown_table(
@@ -105,8 +135,9 @@ def ingest(
         context.log.info(
             f"ingesting {len(files)} files and {len(upstream)} upstream blobs into {repo.url}"
         )
+        progress = Progress(context, len(files))
         with ThreadPoolExecutor(max_workers=repository.concurrency) as pool:
-            rows = list(pool.map(lambda path: put_path(repo, path), files))
+            rows = list(pool.map(lambda path: progress.done(put_path(repo, path)), files))
         for name, data in upstream:
             rows.append(ManifestRow(repo.put(data), len(data), name))
     seconds = time.monotonic() - started

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from dagster import (
     DagsterEventType,
+    DagsterInstance,
     DefaultScheduleStatus,
     Definitions,
     ExecuteInProcessResult,
@@ -127,6 +128,24 @@ def test_ingest_puts_files_and_directories_and_outputs_rows_in_order(
     assert meta["repository"] == core.url
     assert "`" + str(rows[1].digest) + "`" in meta["objects ingested"]
     assert result.output_for_node("write_manifest") is None  # no manifest asked for
+
+
+def test_a_long_ingest_logs_its_progress(
+    defs: Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("repo_pipelines.ingest.PROGRESS_SECONDS", 0.0)
+    for n in range(3):
+        (tmp_path / f"f{n}").write_bytes(b"x" * 1024)
+    instance = DagsterInstance.ephemeral()
+
+    result = defs.get_job_def("ingest_job").execute_in_process(
+        run_config={"ops": {"ingest": {"config": {"paths": [str(tmp_path)]}}}},
+        instance=instance,
+    )
+
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    progress = [m for m in messages if m.endswith(" MiB/s") and " of 3 files" in m]
+    assert [m.split(",")[0] for m in progress] == ["1 of 3 files", "2 of 3 files"]
 
 
 def test_ingest_takes_bytes_from_an_upstream_op(
