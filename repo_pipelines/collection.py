@@ -10,6 +10,7 @@ shards' reports and logs them as an observation of the repository asset.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -96,7 +97,9 @@ class CollectionPlan:
     },
     description="Read the liveset from the manifests, fix the threshold, fan out over shards.",
 )
-def plan_collection(context: OpExecutionContext, config: CollectConfig, repository: S3RepoResource):  # type: ignore[no-untyped-def]
+def plan_collection(
+    context: OpExecutionContext, config: CollectConfig, repository: S3RepoResource
+) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
     with repository_step("reading the liveset manifests"):
         repo = repository.repository()
         if not config.manifests:
@@ -112,6 +115,8 @@ def plan_collection(context: OpExecutionContext, config: CollectConfig, reposito
         for location in config.manifests:
             if location.startswith("s3://"):
                 repository.use_for_bucket(urlsplit(location).netloc)
+        if not 1 <= config.shard_width <= 4:
+            raise InvalidArgumentError(f"shard_width is 1 to 4, not {config.shard_width}")
         shards = shard_names(config.shard_width)
         liveset, info = read_liveset_with_info(config.manifests, kind=config.liveset)
         # Whole seconds, as the server's clock is read (and as collect would round it).
