@@ -191,7 +191,11 @@ def serve_ui(server: LocalS3, bucket: str, home: Path) -> int:
         return process.wait()
     except KeyboardInterrupt:
         process.terminate()
-        return process.wait(timeout=30)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
