@@ -54,6 +54,7 @@ def fetch(
     with repository_step(f"fetch {config.digest}"):
         repo = repository.repository()
         digest = Digest.parse(config.digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
         context.log.info(f"fetching {digest} from {repo.url} to {dest}")
         size = repo.get_file(digest, dest)
     seconds = time.monotonic() - started

@@ -264,6 +264,8 @@ class S3Repository:
     ) -> int:
         if dest.is_dir():
             raise InvalidArgumentError(f"dest {str(dest)!r} is a directory")
+        if not dest.parent.is_dir():
+            raise NotExistError(f"directory {str(dest.parent)!r} does not exist")
         fd, tmp = tempfile.mkstemp(
             prefix=f".{dest.name}.", suffix=".s3repo-part", dir=dest.parent or "."
         )

@@ -243,6 +243,13 @@ def test_an_object_corrupted_behind_our_back_fails_every_read(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
 
+def test_get_file_into_a_missing_directory_is_not_exist(repo: S3Repository, tmp_path: Path) -> None:
+    digest = repo.put(b"content")
+    with pytest.raises(NotExistError, match="does not exist"):
+        repo.get_file(digest, tmp_path / "missing" / "dest")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("size", [10, 3 * PART + 2])
 @pytest.mark.parametrize("wrong", ["digest", "shorter", "longer"])
 def test_put_file_refuses_a_body_that_does_not_match(

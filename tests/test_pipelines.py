@@ -242,8 +242,7 @@ def test_fetch_job_writes_the_verified_object(
 ) -> None:
     data = bytes(range(256)) * 4000
     digest = core.put(data)
-    dest = tmp_path / "out" / "model.bin"
-    dest.parent.mkdir()
+    dest = tmp_path / "out" / "model.bin"  # the directory is made
 
     result = run(
         defs, "fetch_job", {"fetch": {"config": {"digest": str(digest), "dest": str(dest)}}}
