@@ -1,8 +1,9 @@
 """Repository errors become Dagster failures a person can act on.
 
-A step that fails on a missing digest, a bad manifest, an unreachable endpoint or
-wrong credentials says so in one line, with a hint, and without the botocore trace
-(s3repo_core has already translated it; the cause is dropped from the failure).
+A step that fails on a missing digest, a bad manifest, an unreachable endpoint,
+wrong credentials or an unreadable local file says so in one line, with a hint, and
+without the botocore trace (s3repo_core has already translated it; the cause is
+dropped from the failure).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from s3repo_core import (
     UnavailableError,
 )
 
-__all__ = ["HINTS", "repository_step"]
+__all__ = ["HINTS", "LOCAL_HINT", "repository_step"]
 
 #: What to check, by the kind of error; the most specific class first.
 HINTS: tuple[tuple[type[RepositoryError], str], ...] = (
@@ -39,6 +40,9 @@ HINTS: tuple[tuple[type[RepositoryError], str], ...] = (
     (ConflictError, "another collection is running; retry when it has finished"),
     (CollectionFailedError, "the server refused some deletions; the report lists them"),
 )
+
+
+LOCAL_HINT = "check the local path, that it exists, and its permissions"
 
 
 def hint_for(error: RepositoryError) -> str:
@@ -58,4 +62,9 @@ def repository_step(what: str) -> Iterator[None]:
             description=f"{what} failed: {error}",
             metadata={"error": type(error).__name__, "hint": hint_for(error)},
             allow_retries=isinstance(error, UnavailableError | ConflictError),
+        ) from None
+    except OSError as error:  # a local file or directory the step reads or writes
+        raise Failure(
+            description=f"{what} failed: {error}",
+            metadata={"error": type(error).__name__, "hint": LOCAL_HINT},
         ) from None

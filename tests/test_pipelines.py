@@ -205,6 +205,14 @@ def test_ingest_of_a_missing_path_fails_clearly_and_stores_nothing(
     assert stored_keys(core) == set()
 
 
+def test_ingest_of_a_directory_without_files_says_there_is_nothing_to_ingest(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run(defs, "ingest_job", {"ingest": {"config": {"paths": [str(tmp_path)]}}})
+    assert failure_message(result).startswith("ingest failed: nothing to ingest")
+
+
 # -- manifests, fetch and stat --------------------------------------------------------
 
 
@@ -272,6 +280,21 @@ def test_fetch_job_of_a_missing_or_malformed_digest_fails_clearly(
     assert "invalid digest 'sha256:XYZ'" in failure_message(result)
     assert "InvalidArgumentError" in failure_text(result)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_file_error_fails_the_step_clearly(
+    defs: Definitions, core: S3Repository, tmp_path: Path
+) -> None:
+    digest = core.put(b"content")
+    (tmp_path / "a-file").write_bytes(b"")
+    dest = tmp_path / "a-file" / "model.bin"  # its directory cannot be made
+
+    result = run(
+        defs, "fetch_job", {"fetch": {"config": {"digest": str(digest), "dest": str(dest)}}}
+    )
+
+    assert failure_message(result).startswith(f"fetch {digest} failed: [Errno")
+    assert "check the local path" in failure_text(result)
 
 
 def test_stat_job_outputs_sizes_and_names_every_missing_digest(
