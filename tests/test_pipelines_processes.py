@@ -186,12 +186,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh DAGSTER_HOME; afterwards, the forkserver that MULTIPROCESS started is stopped."""
+    """A fresh DAGSTER_HOME, and no forkserver from before or after the test.
+
+    Step processes fork from the forkserver, so they see the environment it started
+    with: a server left from another test would hand them that test's S3REPO_*.
+    """
     home = tmp_path / "dagster_home"
     write_dagster_yaml(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    multiprocessing.forkserver._forkserver._stop()
     yield home
-    multiprocessing.forkserver._forkserver._stop()  # exits with the session otherwise
+    multiprocessing.forkserver._forkserver._stop()  # else it lives as long as the session
 
 
 # -- 1. the fan-out on the multiprocess executor ---------------------------------------------
@@ -470,12 +475,7 @@ def test_webserver_launches_a_dry_run_collection(
 
     with DagsterInstance.from_config(str(home)) as instance:
         entries = records(instance, run_id)
-    failures = [
-        e.dagster_event.event_specific_data
-        for e in entries
-        if e.is_dagster_event and e.dagster_event.is_failure
-    ]
-    assert status == DagsterRunStatus.SUCCESS, failures
+    assert status == DagsterRunStatus.SUCCESS, failure_texts(entries)
     observed = observation_metadata(entries)
     assert observed["dry_run"] is True
     assert observed["objects"] == len(live) + len(dead)
