@@ -99,7 +99,9 @@ class Progress:
         return row
 
 
-def ingested_metadata(repo: S3Repository, rows: Sequence[ManifestRow], seconds: float) -> dict:
+def ingested_metadata(
+    repo: S3Repository, rows: Sequence[ManifestRow], seconds: float
+) -> dict[str, Any]:
     total = sum(row.size for row in rows)
     table = markdown_table(
         ["source", "digest", "size"],

@@ -6,6 +6,7 @@ digests are looked up first, so a manifest never names an object that is not sto
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,8 +36,10 @@ class ManifestConfig(Config):
 
 def manifest_destination(dest: str, run_id: str, now: datetime) -> str:
     """``dest``, or a file in it named after ``now`` and the run if it is a folder."""
-    if dest.endswith("/"):
-        return f"{dest}manifest-{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}.parquet"
+    is_local_dir = not dest.startswith("s3://") and Path(dest).expanduser().is_dir()
+    if dest.endswith("/") or is_local_dir:
+        folder = dest if dest.endswith("/") else dest + "/"
+        return f"{folder}manifest-{now:%Y%m%dT%H%M%SZ}-{run_id[:8]}.parquet"
     return dest
 
 

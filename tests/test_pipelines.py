@@ -10,6 +10,7 @@ import hashlib
 import re
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from repo_pipelines import S3RepoResource, build_definitions
 from repo_pipelines.collection import report_table
 from repo_pipelines.demo import failure_message
 from repo_pipelines.ingest import ingest
+from repo_pipelines.manifests import manifest_destination
 from repo_pipelines.schedules import DEFAULT_CRON, collection_schedule
 from s3repo_core import Digest, ManifestRow, S3Repository, read_manifest, write_manifest
 from s3repo_core.localserver import LocalS3
@@ -228,6 +230,16 @@ def test_manifest_job_looks_up_the_digests_in_config(
     assert result.success
     rows = list(read_manifest(dest))
     assert rows == [ManifestRow(digests[0], 3, "pinned"), ManifestRow(digests[1], 5, "pinned")]
+
+
+def test_a_manifest_destination_folder_gets_a_file_named_after_the_run(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 25, 3, 0, 1, tzinfo=UTC)
+    name = "manifest-20261125T030001Z-0123abcd.parquet"
+    for folder in (str(tmp_path), f"{tmp_path}/", "s3://bucket/manifests/"):
+        expected = folder.rstrip("/") + "/" + name
+        assert manifest_destination(folder, "0123abcd-ef", now) == expected
+    assert manifest_destination("s3://b/live.parquet", "0123abcd", now) == "s3://b/live.parquet"
+    assert manifest_destination(f"{tmp_path}/new.parquet", "x", now) == f"{tmp_path}/new.parquet"
 
 
 def test_manifest_job_refuses_a_digest_that_is_not_stored(
