@@ -33,7 +33,7 @@ from ._errors import IntegrityError, InvalidArgumentError, NotExistError
 from ._lease import any_lease
 from ._multipart import MultipartUpload, copy_parts
 from ._names import Layout, check_bucket
-from ._streams import HashingReader, VerifyingReader, as_stream
+from ._streams import HashingReader, VerifyingReader, as_stream, rewind_point
 from ._translate import translated
 
 if TYPE_CHECKING:
@@ -369,10 +369,12 @@ class S3Repository:
     def put(self, body: bytes | bytearray | memoryview | BinaryIO) -> Digest:
         """Store ``body`` (bytes or a readable binary stream of any length); its digest.
 
-        Every byte is hashed once, as it is read. Content already stored is not
-        uploaded again when it fits in ``lookahead``; a longer stream is uploaded
-        under ``uploads/`` while it is hashed, then published to ``objects/`` with a
-        server-side copy (in parts above ``copy_threshold``) and its upload removed.
+        Content already stored is not uploaded again. A regular file (or a BytesIO) is
+        hashed first, then stored as by :meth:`put_file`, which hashes it again as it
+        uploads (IntegrityError if it changed meanwhile). Another stream is hashed as it
+        is read: held in memory up to ``lookahead``, and beyond that uploaded under
+        ``uploads/``, then published to ``objects/`` with a server-side copy (in parts
+        above ``copy_threshold``) and its upload removed, or dropped if it is stored.
         Publication is atomic: the object is visible whole or not at all, and a put
         that fails for any reason (including the body raising mid-stream) publishes
         nothing and removes its upload. The body's own exceptions propagate unchanged.
@@ -382,7 +384,17 @@ class S3Repository:
             digest = Digest.of(data)
             self._store_known(digest, data)
             return digest
-        reader = HashingReader(as_stream(body))
+        stream = as_stream(body)
+        origin = rewind_point(stream)
+        reader = HashingReader(stream)
+        if origin is not None:
+            # A file: hash it, then store it straight under its key (put_file hashes it
+            # again on the way): no server-side copy, and no upload if it is stored.
+            reader.drain()
+            file = File(reader.digest, reader.size)
+            stream.seek(origin)
+            self.put_file(file, stream)
+            return file.digest
         first = reader.read(self.lookahead)
         if reader.eof:
             self._store_known(reader.digest, first)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -12,7 +14,7 @@ from ._digest import Digest
 from ._errors import IntegrityError, InvalidArgumentError, RepositoryError
 from ._translate import translated
 
-__all__ = ["HashingReader", "VerifyingReader", "as_stream"]
+__all__ = ["HashingReader", "VerifyingReader", "as_stream", "rewind_point"]
 
 
 def as_stream(body: Any) -> BinaryIO:
@@ -28,6 +30,41 @@ def as_stream(body: Any) -> BinaryIO:
     return body  # type: ignore[no-any-return]
 
 
+#: The first buffer for a stream of unknown length; it doubles as it fills.
+_FIRST_READ = 1024 * 1024
+_DRAIN_BUFFER = 8 * 1024 * 1024
+
+
+def _remaining(stream: Any) -> int | None:
+    """Bytes left in ``stream`` if it is a BytesIO or a regular file, else None."""
+    try:
+        if isinstance(stream, io.BytesIO):  # seeking one is free; getbuffer() may copy
+            here = stream.tell()
+            end = stream.seek(0, io.SEEK_END)
+            stream.seek(here)
+            return max(0, end - here)
+        status = os.fstat(stream.fileno())
+        if stat.S_ISREG(status.st_mode):
+            return max(0, status.st_size - stream.tell())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        pass
+    return None
+
+
+def rewind_point(stream: Any) -> int | None:
+    """Where to seek back to for a second pass over ``stream``, if it is cheap to re-read.
+
+    Only a regular file or a BytesIO qualifies: their size is known and seeking them is
+    free (a seekable gzip stream, say, would decompress again).
+    """
+    if _remaining(stream) is None:
+        return None
+    try:
+        return int(stream.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class HashingReader:
     """Reads a binary stream in exact-size chunks, hashing and counting every byte once."""
 
@@ -39,31 +76,49 @@ class HashingReader:
         self.eof = False
 
     def read(self, n: int) -> bytearray:
-        """Up to ``n`` bytes; fewer only at the end of the stream."""
-        buf = bytearray(n)
+        """Up to ``n`` bytes; fewer only at the end of the stream.
+
+        The buffer is sized to what the stream holds when that is known (a regular file,
+        a BytesIO), else grown as it fills: a small file read with a 64 MiB ``n`` must
+        not cost a 64 MiB allocation.
+        """
+        left = _remaining(self._stream)
+        buf = bytearray(min(n, left + 1 if left is not None else _FIRST_READ))
         got = 0
-        with memoryview(buf) as view:
-            while got < n:
-                if self._readinto is not None:
-                    k = self._readinto(view[got:])
-                else:
-                    data = self._stream.read(n - got)
-                    if not isinstance(data, bytes | bytearray | memoryview):
-                        raise InvalidArgumentError(
-                            f"the body's read() returned {type(data).__name__}, not bytes: "
-                            "open it in binary mode"
-                        )
-                    k = len(data)
-                    view[got : got + k] = data
-                if not k:
-                    self.eof = True
-                    break
-                got += k
-            self._hash.update(view[:got])
-        if got < n:
+        while got < n:
+            if got == len(buf):
+                buf += bytes(min(len(buf), n - len(buf)))
+            with memoryview(buf) as view:
+                k = self._read_into(view[got:])
+            if not k:
+                self.eof = True
+                break
+            got += k
+        if got < len(buf):
             del buf[got:]
+        self._hash.update(buf)
         self.size += got
         return buf
+
+    def _read_into(self, view: memoryview) -> int:
+        if self._readinto is not None:
+            return int(self._readinto(view) or 0)
+        data = self._stream.read(len(view))
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgumentError(
+                f"the body's read() returned {type(data).__name__}, not bytes: "
+                "open it in binary mode"
+            )
+        view[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read and hash the rest of the stream, keeping none of it."""
+        with memoryview(bytearray(_DRAIN_BUFFER)) as view:
+            while k := self._read_into(view):
+                self._hash.update(view[:k])
+                self.size += k
+        self.eof = True
 
     def chunks(self, part_size: Callable[[int], int]) -> Iterator[bytearray]:
         """Chunks of ``part_size(i)`` bytes for i = 1, 2, ... until the stream ends.

@@ -189,6 +189,52 @@ def test_put_file_with_the_wrong_size_of_a_stored_object_is_refused(repo: S3Repo
         repo.put_file(File(digest, 13), b"twelve bytes")
 
 
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_long_file_is_hashed_first_and_uploaded_straight_to_its_key(
+    bucket: str, client: Any, tmp_path: Path, stored: bool
+) -> None:
+    repo = S3Repository(bucket, "p", part_size=PART, lookahead=PART)
+    data = payload(2 * PART + 1, seed=21)
+    (tmp_path / "long").write_bytes(data)
+    if stored:
+        repo.put(data)
+    log = RequestLog(client)
+    with open(tmp_path / "long", "rb") as body:
+        assert repo.put(body) == Digest.of(data)
+    assert log.uploaded == (0 if stored else len(data))  # never through uploads/
+    assert log.calls["CopyObject"] == 0
+    if stored:
+        assert set(log.calls) <= READ_ONLY
+    with repo.get(Digest.of(data)) as stream:
+        assert stream.read() == data
+    assert_clean(client, bucket, [f"p/objects/{Digest.of(data)}"])
+
+
+class ChangesWhenRewound(io.BytesIO):
+    """A file whose bytes change between put's hashing pass and its upload."""
+
+    read_to_the_end = False
+
+    def readinto(self, buffer: Any) -> int:
+        n = super().readinto(buffer)
+        self.read_to_the_end |= n == 0
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) == (0, 0) and self.read_to_the_end:
+            self.read_to_the_end = False  # once
+            with self.getbuffer() as view:
+                view[-1] ^= 1
+        return super().seek(offset, whence)
+
+
+def test_a_file_that_changes_while_it_is_put_is_refused(bucket: str, client: Any) -> None:
+    repo = S3Repository(bucket, "p", part_size=PART, lookahead=PART)
+    with pytest.raises(IntegrityError, match="hashes to"):
+        repo.put(ChangesWhenRewound(payload(2 * PART + 1, seed=22)))
+    assert_clean(client, bucket)
+
+
 def test_a_long_stream_already_stored_is_not_published_twice(bucket: str, client: Any) -> None:
     repo = S3Repository(bucket, "p", part_size=PART, lookahead=PART)
     data = payload(2 * PART + 1, seed=8)
