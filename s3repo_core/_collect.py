@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -26,13 +26,14 @@ import numpy as np
 
 from ._errors import ConflictError, InvalidArgumentError, RepositoryError
 from ._lease import is_expired, list_leases, read_leases, write_lease
+from ._names import Layout
 from ._translate import error_code, translated
-from .liveset import DIGEST_DTYPE, Liveset, contains_many
+from .liveset import Liveset, contains_many
 
 if TYPE_CHECKING:
     from ._s3repository import S3Repository
 
-__all__ = ["CollectReport", "DeleteFailure", "shard_names"]
+__all__ = ["CollectReport", "DeleteFailure", "classify_keys", "shard_names"]
 
 HEX = "0123456789abcdef"
 OTHER = "other"
@@ -149,6 +150,23 @@ class CollectReport:
             f"{len(self.errors)} delete errors, {self.uploads_removed} stale uploads, "
             f"{self.multipart_aborted} multipart uploads aborted, in {self.duration:.1f}s"
         )
+
+
+def classify_keys(
+    layout: Layout, liveset: Liveset, keys: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """For listed ``keys``: (names a digest, that digest is live), two bool arrays.
+
+    Collection's decision for a page, vectorised: a key that is not a digest's object
+    key is never live (and never deleted; collection reports it instead).
+    """
+    valid, raw = layout.digests_of_keys(keys)
+    found = contains_many(liveset, raw) if len(raw) else np.zeros(0, dtype=np.bool_)
+    if len(found) == len(keys):
+        return valid, found
+    live = np.zeros(len(keys), dtype=np.bool_)
+    live[valid] = found
+    return valid, live
 
 
 class CollectionFailedError(RepositoryError):
@@ -319,37 +337,27 @@ class Collector:
             args.pop("StartAfter", None)
 
     def _classify(self, shard: str, contents: list[dict[str, Any]]) -> list[Candidate]:
-        layout = self.repo.layout
-        scanned = scanned_bytes = 0
+        valid, live = classify_keys(self.repo.layout, self.liveset, [i["Key"] for i in contents])
+        scanned_bytes = 0
         invalid: list[str] = []
-        valid: list[tuple[bytes, str, int, datetime]] = []
-        for item in contents:
-            size = int(item.get("Size", 0))
-            scanned += 1
-            scanned_bytes += size
-            digest = layout.digest_of_key(item["Key"])
-            if digest is None:
-                invalid.append(item["Key"])
-            else:
-                valid.append((digest.raw, item["Key"], size, item["LastModified"]))
-        live = np.zeros(0, dtype=bool)
-        if valid:
-            raws = np.frombuffer(b"".join(v[0] for v in valid), dtype=DIGEST_DTYPE)
-            live = contains_many(self.liveset, raws)
         candidates: list[Candidate] = []
         counts = {"live": 0, "live_bytes": 0, "recent": 0, "recent_bytes": 0}
-        for (_, key, size, modified), is_live in zip(valid, live, strict=True):
-            if is_live:
+        for item, is_valid, is_live in zip(contents, valid.tolist(), live.tolist(), strict=True):
+            size = int(item.get("Size", 0))
+            scanned_bytes += size
+            if not is_valid:
+                invalid.append(item["Key"])
+            elif is_live:
                 counts["live"] += 1
                 counts["live_bytes"] += size
-            elif modified >= self.threshold:
+            elif item["LastModified"] >= self.threshold:
                 counts["recent"] += 1
                 counts["recent_bytes"] += size
             else:
-                candidates.append((key, size))
+                candidates.append((item["Key"], size))
         with self._lock:
             report = self.report
-            report.scanned += scanned
+            report.scanned += len(contents)
             report.scanned_bytes += scanned_bytes
             report.live += counts["live"]
             report.live_bytes += counts["live_bytes"]

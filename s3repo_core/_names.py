@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
+
+import numpy as np
 
 from ._digest import ALGORITHM, Digest
 from ._errors import InvalidArgumentError
+from .liveset import DIGEST_DTYPE
 
 __all__ = ["Layout", "check_bucket", "clean_prefix"]
 
@@ -99,6 +103,46 @@ class Layout:
             return Digest.parse(key[len(self.objects) :])
         except InvalidArgumentError:
             return None
+
+    def digests_of_keys(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For listed ``keys``: which name a digest (a bool array), and those digests.
+
+        The digests are a :data:`~s3repo_core.liveset.DIGEST_DTYPE` array, in key order.
+        Collection classifies millions of keys, so the usual page (every key a digest's
+        object key) is decoded in a few vectorised passes, other pages key by key.
+        """
+        raw = self._digests_of_digest_keys(keys)
+        if raw is not None:
+            return np.ones(len(keys), dtype=np.bool_), raw
+        digests = [self.digest_of_key(key) for key in keys]
+        valid = np.fromiter((d is not None for d in digests), dtype=np.bool_, count=len(keys))
+        found = b"".join(d.raw for d in digests if d is not None)
+        return valid, np.frombuffer(found, dtype=DIGEST_DTYPE)
+
+    def _digests_of_digest_keys(self, keys: Sequence[str]) -> np.ndarray | None:
+        """The digests of ``keys`` if every one is ``<objects>sha256:<64 lowercase hex>``.
+
+        Joined with newlines, such keys are rows of one width: the prefix, 64 hex digits,
+        a newline. The prefix and hex digits hold no newline, so if every row has that
+        shape, the newlines are exactly the joins and each key is its row.
+        """
+        prefix = self._object_key_prefix.encode()
+        width = len(prefix) + 65
+        try:
+            joined = "\n".join([*keys, ""]).encode()
+        except (TypeError, UnicodeEncodeError):
+            return None
+        if not keys or len(joined) != len(keys) * width:
+            return None
+        rows = np.frombuffer(joined, dtype=np.uint8).reshape(-1, width)
+        hexes = rows[:, len(prefix) : -1]
+        if not (
+            (rows[:, -1] == ord("\n")).all()
+            and (rows[:, : len(prefix)] == np.frombuffer(prefix, dtype=np.uint8)).all()
+            and ((hexes - np.uint8(ord("0")) < 10) | (hexes - np.uint8(ord("a")) < 6)).all()
+        ):
+            return None
+        return np.frombuffer(bytes.fromhex(hexes.tobytes().decode()), dtype=DIGEST_DTYPE)
 
     def is_upload_key(self, key: str) -> bool:
         return key.startswith(self.uploads) and bool(_UPLOAD_TOKEN.match(key[len(self.uploads) :]))

@@ -203,13 +203,19 @@ class ExactLiveset:
         """For each digest of ``raw`` (a :data:`DIGEST_DTYPE` array): is it in the set?"""
         query = _words(_as_digest_array(raw))
         data = self._words
+        n = query.shape[1]
         # Work in the queries' sorted order: searchsorted and the gathers then walk the
-        # data in order, about 5x faster at 1M than in random order.
-        order = np.argsort(query[0])
-        query = query[:, order]
-        lo = np.searchsorted(data[0], query[0], side="left")
-        hi = np.searchsorted(data[0], query[0], side="right")
-        found = np.zeros(query.shape[1], dtype=np.bool_)
+        # data in order, about 5x faster at 1M than in random order. Listed keys come
+        # sorted already, and then only the data between the first and last query counts.
+        order = None
+        if n > 1 and (query[0, 1:] < query[0, :-1]).any():
+            order = np.argsort(query[0])
+            query = query[:, order]
+        start = int(np.searchsorted(data[0], query[0, 0])) if n else 0
+        stop = int(np.searchsorted(data[0], query[0, -1], side="right")) if n else 0
+        lo = np.searchsorted(data[0, start:stop], query[0], side="left") + start
+        hi = np.searchsorted(data[0, start:stop], query[0], side="right") + start
+        found = np.zeros(n, dtype=np.bool_)
         # The common case: at most one digest starts with the query's first word.
         one = np.flatnonzero(hi - lo == 1)
         found[one] = (data[1:, lo[one]] == query[1:, one]).all(axis=0)
@@ -217,6 +223,8 @@ class ExactLiveset:
         many = np.flatnonzero(hi - lo > 1)
         if many.size:
             found[many] = _search_ties(data, query[:, many], lo[many], hi[many])
+        if order is None:
+            return found
         result = np.empty_like(found)
         result[order] = found
         return result
