@@ -35,6 +35,8 @@ commands:
                   (python -m s3repo_core.demo ARGS)
   test [ARGS]     run `ruff check .`, then pytest ARGS (e.g. `test tests/test_cli.py -x`);
                   set S3REPO_TEST_SERVERS=moto to test against one S3 server only
+  bench [ARGS]    run the benchmarks and write BENCHMARKS.md (python -m bench ARGS;
+                  e.g. `bench --smoke`, `bench --servers moto --cases put,get`)
   lint            run `ruff check .`
 
 The exit code is the command's own (pytest's if the tests fail, else ruff's).

@@ -66,6 +66,11 @@ class LocalS3:
     def endpoint_url(self) -> str:
         return f"http://{_HOST}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The process that serves requests (benchmarks read its CPU time)."""
+        raise NotImplementedError
+
     def client(self, endpoint_url: str | None = None, **config: Any) -> Any:
         """A new boto3 S3 client for this server (or a proxy of it at ``endpoint_url``)."""
         return prepare_client(
@@ -131,6 +136,10 @@ class MotoServer(LocalS3):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
 
 
 def _juicefs_binary() -> str:
@@ -210,6 +219,12 @@ class JuiceFSGateway(LocalS3):
             self.stop()
             raise
         return self
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise UnavailableError("the JuiceFS gateway is not running")
+        return self._proc.pid
 
     def _wait_until_serving(self) -> None:
         client = self.client(retries={"mode": "standard", "max_attempts": 1})

@@ -1,0 +1,525 @@
+"""The benchmark cases of issue 5: our side, the baseline side, and the aim of each.
+
+A side is a function of an :class:`~bench.context.Env` that does its set-up, times only
+the operation under test with ``env.measure()``, cleans up, and returns the amount of
+work done (bytes, files, objects or keys). Both sides of a case get the same data, the
+same boto3 client configuration, the same part size and the same concurrency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from s3repo_core import Digest, ExactLiveset, File
+from s3repo_core._names import Layout
+
+from .context import Env
+
+Side = Callable[[Env], float]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the issue's table."""
+
+    name: str
+    title: str
+    baseline: str
+    unit: str  # "MiB/s", "files/s", "objects/s" or "keys/s"
+    aim: float  # our throughput / the baseline's, at least
+    uses_server: bool
+    ours: Side
+    base: Side
+    prepare: Callable[[Env], dict[str, Any]] | None = None
+    memory_aim: float | None = None  # our memory / the baseline's, at most
+
+    def scale(self, amount: float) -> float:
+        """``amount`` in this case's unit (bytes are shown in MiB)."""
+        return amount / (1024 * 1024) if self.unit == "MiB/s" else amount
+
+
+def _stream_digest(env: Env) -> Digest:
+    return Digest.parse(env.stream_path.with_suffix(".digest").read_text().strip())
+
+
+def _delete(env: Env, *keys: str) -> None:
+    for key in keys:
+        env.client.delete_object(Bucket=env.bucket, Key=key)
+
+
+def _baseline_key(env: Env, what: str) -> str:
+    return f"baseline/{env.case}/{env.rep}/{what}"
+
+
+# -- put a stream ---------------------------------------------------------------------------
+
+
+def put_stream_ours(env: Env) -> float:
+    repo = env.repo(f"put-stream/{env.rep}")
+    with open(env.stream_path, "rb") as body, env.measure():
+        digest = repo.put(body)
+    _delete(env, repo.layout.object_key(digest))
+    return env.sizes.stream
+
+
+def put_stream_base(env: Env) -> float:
+    key = _baseline_key(env, "stream")
+    with open(env.stream_path, "rb") as body, env.measure():
+        env.client.upload_fileobj(body, env.bucket, key, Config=env.transfer_config())
+    _delete(env, key)
+    return env.sizes.stream
+
+
+class Pipe(io.RawIOBase):
+    """A file read as a pipe: it cannot seek, so its length is unknown until the end."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 (closed with the pipe)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._file.readinto(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def put_pipe_ours(env: Env) -> float:
+    repo = env.repo(f"put-pipe/{env.rep}")
+    with Pipe(env.stream_path) as body, env.measure():
+        digest = repo.put(body)
+    _delete(env, repo.layout.object_key(digest))
+    return env.sizes.stream
+
+
+def put_pipe_base(env: Env) -> float:
+    key = _baseline_key(env, "pipe")
+    with Pipe(env.stream_path) as body, env.measure():
+        env.client.upload_fileobj(body, env.bucket, key, Config=env.transfer_config())
+    _delete(env, key)
+    return env.sizes.stream
+
+
+# -- put_file -------------------------------------------------------------------------------
+
+
+def put_file_ours(env: Env) -> float:
+    repo = env.repo(f"put-file/{env.rep}")
+    file = File(_stream_digest(env), env.sizes.stream)
+    with open(env.stream_path, "rb") as body, env.measure():
+        repo.put_file(file, body)
+    _delete(env, repo.layout.object_key(file.digest))
+    return env.sizes.stream
+
+
+def put_file_base(env: Env) -> float:
+    key = _baseline_key(env, "file")
+    with env.measure():
+        env.client.upload_file(str(env.stream_path), env.bucket, key, Config=env.transfer_config())
+    _delete(env, key)
+    return env.sizes.stream
+
+
+# -- get and get_file (of one object stored by prepare) -------------------------------------
+
+
+def store_stream(env: Env) -> dict[str, Any]:
+    repo = env.repo("stored")
+    with open(env.stream_path, "rb") as body:
+        repo.put_file(File(_stream_digest(env), env.sizes.stream), body)
+    return {"prefix": "stored"}
+
+
+def get_ours(env: Env) -> float:
+    repo = env.repo(env.params["prefix"])
+    digest = _stream_digest(env)
+    with env.measure(), repo.get(digest) as stream:
+        while stream.read(1024 * 1024):
+            pass
+    return env.sizes.stream
+
+
+def get_base(env: Env) -> float:
+    key = Layout(env.params["prefix"]).object_key(_stream_digest(env))
+    with env.measure():
+        body = env.client.get_object(Bucket=env.bucket, Key=key)["Body"]
+        while body.read(1024 * 1024):
+            pass
+    return env.sizes.stream
+
+
+def get_file_ours(env: Env) -> float:
+    repo = env.repo(env.params["prefix"])
+    dest = env.workdir / f"get-file-ours-{env.rep}.bin"
+    with env.measure():
+        repo.get_file(_stream_digest(env), dest)
+    dest.unlink()
+    return env.sizes.stream
+
+
+def get_file_base(env: Env) -> float:
+    key = Layout(env.params["prefix"]).object_key(_stream_digest(env))
+    dest = env.workdir / f"get-file-base-{env.rep}.bin"
+    with env.measure():
+        env.client.download_file(env.bucket, key, str(dest), Config=env.transfer_config())
+    dest.unlink()
+    return env.sizes.stream
+
+
+# -- re-put of stored content -----------------------------------------------------------------
+
+
+def dedup_ours(env: Env) -> float:
+    repo = env.repo(env.params["prefix"])
+    data = env.stream_path.read_bytes()
+    with env.measure():
+        digest = repo.put(data)
+    if digest != _stream_digest(env):
+        raise AssertionError(f"put returned {digest}")
+    return len(data)
+
+
+def hashlib_base(env: Env) -> float:
+    """The baseline of dedup and hash: hashlib over the same bytes, in memory."""
+    data = env.stream_path.read_bytes()
+    with env.measure():
+        hashlib.sha256(data).digest()
+    return len(data)
+
+
+# -- hashing on put's path --------------------------------------------------------------------
+
+
+def hash_ours(env: Env) -> float:
+    from s3repo_core._streams import HashingReader
+
+    data = env.stream_path.read_bytes()
+    part = env.sizes.part_size
+    with env.measure():
+        reader = HashingReader(io.BytesIO(data))
+        for _ in reader.chunks(lambda _: part):
+            pass
+        reader.digest  # noqa: B018 (the digest is part of the work)
+    return len(data)
+
+
+# -- ingest a directory of small files --------------------------------------------------------
+
+
+def _files(env: Env) -> list[Any]:
+    return sorted(env.files_dir.iterdir())
+
+
+def ingest_ours(env: Env) -> float:
+    repo = env.repo(f"ingest/{env.rep}")
+    paths = _files(env)
+
+    def put(path: Any) -> Digest:
+        with open(path, "rb") as body:
+            return repo.put(body)  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(env.sizes.concurrency) as pool, env.measure():
+        list(pool.map(put, paths))
+    return len(paths)
+
+
+def ingest_base(env: Env) -> float:
+    client, bucket = env.client, env.bucket
+    paths = _files(env)
+
+    def put(path: Any) -> None:
+        with open(path, "rb") as body:
+            client.put_object(Bucket=bucket, Key=_baseline_key(env, path.name), Body=body)
+
+    with ThreadPoolExecutor(env.sizes.concurrency) as pool, env.measure():
+        list(pool.map(put, paths))
+    return len(paths)
+
+
+# -- collect ----------------------------------------------------------------------------------
+
+
+def _collect_contents(env: Env) -> tuple[list[bytes], list[bytes]]:
+    half = env.sizes.collect_objects // 2
+    return [b"live-%d" % i for i in range(half)], [b"dead-%d" % i for i in range(half)]
+
+
+def _collect_prefix(rep: int, side: str) -> str:
+    return f"collect/{rep}/{side}"
+
+
+def populate_collect(env: Env) -> dict[str, Any]:
+    """Every repetition's repositories, written at once so one wait ages them all."""
+    live, dead = _collect_contents(env)
+    client, bucket = env.client, env.bucket
+    jobs = [
+        (Layout(_collect_prefix(rep, side)).object_key(Digest.of(body)), body)
+        for rep in range(env.reps)
+        for side in ("ours", "baseline")
+        for body in live + dead
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda job: client.put_object(Bucket=bucket, Key=job[0], Body=job[1]), jobs))
+    grace = env.sizes.windows[2]
+    # Whole-second Last-Modified and Date: two more seconds and every object is past grace.
+    return {"ready_at": time.time() + grace + 3}
+
+
+def _windows(env: Env) -> dict[str, timedelta]:
+    refresh, settle, grace = env.sizes.windows
+    return {
+        "refresh_window": timedelta(seconds=refresh),
+        "settle": timedelta(seconds=settle),
+        "grace": timedelta(seconds=grace),
+    }
+
+
+def collect_ours(env: Env) -> float:
+    live, dead = _collect_contents(env)
+    repo = env.repo(_collect_prefix(env.rep, "ours"), **_windows(env))
+    liveset = ExactLiveset(Digest.of(body) for body in live)
+    with env.measure():
+        report = repo.collect(liveset)
+    if (report.scanned, report.collected) != (len(live) + len(dead), len(dead)):
+        raise AssertionError(f"unexpected collection: {report.summary()}")
+    return report.scanned
+
+
+def collect_base(env: Env) -> float:
+    live, dead = _collect_contents(env)
+    client, bucket = env.client, env.bucket
+    layout = Layout(_collect_prefix(env.rep, "baseline"))
+    keep = {str(Digest.of(body)) for body in live}
+    threshold = datetime.now(UTC) - _windows(env)["grace"]
+    skip = len(layout.objects)
+    scanned = deleted = 0
+
+    def delete(batch: list[dict[str, str]]) -> int:
+        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if response.get("Errors"):
+            raise AssertionError(f"baseline delete failed: {response['Errors'][:3]}")
+        return len(batch)
+
+    with env.measure():
+        batch: list[dict[str, str]] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=layout.objects
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                scanned += 1
+                if item["Key"][skip:] not in keep and item["LastModified"] < threshold:
+                    batch.append({"Key": item["Key"]})
+                    if len(batch) == 1000:
+                        deleted += delete(batch)
+                        batch = []
+        if batch:
+            deleted += delete(batch)
+    if (scanned, deleted) != (len(live) + len(dead), len(dead)):
+        raise AssertionError(f"baseline scanned {scanned} and deleted {deleted}")
+    return scanned
+
+
+# -- classify listed keys against a liveset, client side ----------------------------------------
+
+_CLASSIFY_PREFIX = "bench"
+
+
+def _classify_data(env: Env) -> tuple[list[list[str]], np.ndarray]:
+    """Listed keys in listing order, in batches, and the raw digests of a random half."""
+    rng = np.random.default_rng(5)
+    n, batch = env.sizes.keys, env.sizes.batch
+    raw = np.frombuffer(rng.bytes(32 * n), dtype="V32")
+    raw = raw[np.lexsort(raw.view(">u8").reshape(-1, 4).T[::-1])]  # S3 lists in key order
+    live = raw[np.sort(rng.permutation(n)[: env.sizes.live])]
+    objects = Layout(_CLASSIFY_PREFIX).objects
+    batches = []
+    for start in range(0, n, batch):
+        hexes = raw[start : start + batch].tobytes().hex()
+        batches.append([f"{objects}sha256:{hexes[i : i + 64]}" for i in range(0, len(hexes), 64)])
+    return batches, live
+
+
+def _traced(build: Callable[[], Any]) -> tuple[Any, int]:
+    """``build()`` and the bytes it still holds afterwards (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    built = build()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return built, held
+
+
+def classify_ours(env: Env) -> float:
+    from s3repo_core._collect import classify_keys
+
+    batches, live = _classify_data(env)
+    liveset, env.memory = _traced(lambda: ExactLiveset.from_array(live))
+    layout = Layout(_CLASSIFY_PREFIX)
+    found = 0
+    with env.measure():
+        for keys in batches:
+            found += int(classify_keys(layout, liveset, keys)[1].sum())
+    if found != env.sizes.live:
+        raise AssertionError(f"found {found} live keys, expected {env.sizes.live}")
+    return env.sizes.keys
+
+
+def classify_base(env: Env) -> float:
+    batches, live = _classify_data(env)
+
+    def build() -> set[str]:
+        hexes = live.tobytes().hex()
+        return {f"sha256:{hexes[i : i + 64]}" for i in range(0, len(hexes), 64)}
+
+    liveset, env.memory = _traced(build)
+    skip = len(Layout(_CLASSIFY_PREFIX).objects)
+    found = 0
+    with env.measure():
+        for keys in batches:
+            found += sum([key[skip:] in liveset for key in keys])
+    if found != env.sizes.live:
+        raise AssertionError(f"found {found} live keys, expected {env.sizes.live}")
+    return env.sizes.keys
+
+
+CASES = [
+    Case(
+        "put",
+        "put a 256 MiB stream, an open file (hash, then upload to its key)",
+        "boto3 upload_fileobj, same part size and concurrency, no hashing",
+        "MiB/s",
+        0.9,
+        True,
+        put_stream_ours,
+        put_stream_base,
+    ),
+    Case(
+        "put_pipe",
+        "put a 256 MiB stream that cannot seek (hash + upload to uploads/ + server-side copy)",
+        "boto3 upload_fileobj of the same unseekable stream",
+        "MiB/s",
+        0.9,
+        True,
+        put_pipe_ours,
+        put_pipe_base,
+    ),
+    Case(
+        "put_file",
+        "put_file of a 256 MiB file",
+        "boto3 upload_file",
+        "MiB/s",
+        0.95,
+        True,
+        put_file_ours,
+        put_file_base,
+    ),
+    Case(
+        "get",
+        "get, streamed and verified",
+        "boto3 get_object read to the end, unverified",
+        "MiB/s",
+        0.9,
+        True,
+        get_ours,
+        get_base,
+        prepare=store_stream,
+    ),
+    Case(
+        "get_file",
+        "get_file to a path, verified",
+        "boto3 download_file",
+        "MiB/s",
+        0.95,
+        True,
+        get_file_ours,
+        get_file_base,
+        prepare=store_stream,
+    ),
+    Case(
+        "dedup",
+        "re-put of content already stored (256 MiB bytes)",
+        "hashing the same bytes with hashlib",
+        "MiB/s",
+        0.8,
+        True,
+        dedup_ours,
+        hashlib_base,
+        prepare=store_stream,
+    ),
+    Case(
+        "ingest",
+        "ingest a directory of 2,000 small files (16 KiB)",
+        "boto3 put_object from a thread pool of the same size",
+        "files/s",
+        1.0,
+        True,
+        ingest_ours,
+        ingest_base,
+    ),
+    Case(
+        "collect",
+        "collect 20,000 objects, half live",
+        "list with a paginator + DeleteObjects batches, sequential",
+        "objects/s",
+        1.0,
+        True,
+        collect_ours,
+        collect_base,
+        prepare=populate_collect,
+    ),
+    Case(
+        "classify",
+        "classify 10M listed keys against a 5M-digest liveset, client side",
+        "a Python set of digest strings",
+        "keys/s",
+        5.0,
+        False,
+        classify_ours,
+        classify_base,
+        memory_aim=0.25,
+    ),
+    Case(
+        "hash",
+        "hashing throughput in put (HashingReader over a 256 MiB buffer)",
+        "hashlib.sha256 on the same buffer",
+        "MiB/s",
+        0.9,
+        False,
+        hash_ours,
+        hashlib_base,
+    ),
+]
+BY_NAME = {case.name: case for case in CASES}
+
+
+def write_data(env: Env) -> None:
+    """The run's local data: ``stream.bin`` (random), its digest, and the small files."""
+    hasher = hashlib.sha256()
+    with open(env.stream_path, "wb") as out:
+        left = env.sizes.stream
+        while left:
+            chunk = os.urandom(min(left, 16 * 1024 * 1024))
+            hasher.update(chunk)
+            out.write(chunk)
+            left -= len(chunk)
+    env.stream_path.with_suffix(".digest").write_text(f"sha256:{hasher.hexdigest()}\n")
+    env.files_dir.mkdir()
+    for i in range(env.sizes.files):
+        (env.files_dir / f"file-{i:05d}.bin").write_bytes(os.urandom(env.sizes.file_size))
