@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     if command in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    if command not in ("setup", "demo", "tour", "test", "lint"):
+    if command not in ("setup", "demo", "tour", "test", "lint", "bench"):
         print(USAGE, end="", file=sys.stderr)
         print(f"\ndev.py: error: unknown command {command!r}", file=sys.stderr)
         return 2
@@ -100,6 +100,9 @@ def main(argv: list[str]) -> int:
         return code
     if command == "lint":
         return lint()
+    if command == "bench":
+        step(" ".join(["python -m bench", *args]))
+        return run([PYTHON, "-m", "bench", *args])
     if command in ("demo", "tour"):
         module = "repo_pipelines.demo" if command == "demo" else "s3repo_core.demo"
         step(" ".join(["python -m", module, *args]))
