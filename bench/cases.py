@@ -253,30 +253,42 @@ def ingest_base(env: Env) -> float:
 # -- collect ----------------------------------------------------------------------------------
 
 
+_COLLECT_PREFIX = "collect"
+
+
 def _collect_contents(env: Env) -> tuple[list[bytes], list[bytes]]:
     half = env.sizes.collect_objects // 2
     return [b"live-%d" % i for i in range(half)], [b"dead-%d" % i for i in range(half)]
 
 
-def _collect_prefix(rep: int, side: str) -> str:
-    return f"collect/{rep}/{side}"
+def _collect_bucket(env: Env, side: str) -> str:
+    """The bucket of one repetition's repository: its own, as LISTs on moto and the
+    JuiceFS gateway cost in proportion to everything in the bucket or directory."""
+    return env.params["buckets"][f"{env.rep}/{side}"]  # type: ignore[no-any-return]
 
 
 def populate_collect(env: Env) -> dict[str, Any]:
     """Every repetition's repositories, written at once so one wait ages them all."""
     live, dead = _collect_contents(env)
-    client, bucket = env.client, env.bucket
-    jobs = [
-        (Layout(_collect_prefix(rep, side)).object_key(Digest.of(body)), body)
+    client = env.client
+    buckets = {
+        f"{rep}/{side}": f"collect-{rep}-{side}-{os.urandom(4).hex()}"
         for rep in range(env.reps)
         for side in ("ours", "baseline")
-        for body in live + dead
-    ]
+    }
+    for bucket in buckets.values():
+        client.create_bucket(Bucket=bucket)
+    layout = Layout(_COLLECT_PREFIX)
+    jobs = [(bucket, body) for bucket in buckets.values() for body in live + dead]
+
+    def put(job: tuple[str, bytes]) -> None:
+        client.put_object(Bucket=job[0], Key=layout.object_key(Digest.of(job[1])), Body=job[1])
+
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda job: client.put_object(Bucket=bucket, Key=job[0], Body=job[1]), jobs))
+        list(pool.map(put, jobs))
     grace = env.sizes.windows[2]
     # Whole-second Last-Modified and Date: two more seconds and every object is past grace.
-    return {"ready_at": time.time() + grace + 3}
+    return {"buckets": buckets, "ready_at": time.time() + grace + 3}
 
 
 def _windows(env: Env) -> dict[str, timedelta]:
@@ -290,7 +302,8 @@ def _windows(env: Env) -> dict[str, timedelta]:
 
 def collect_ours(env: Env) -> float:
     live, dead = _collect_contents(env)
-    repo = env.repo(_collect_prefix(env.rep, "ours"), **_windows(env))
+    env.bucket = _collect_bucket(env, "ours")
+    repo = env.repo(_COLLECT_PREFIX, **_windows(env))
     liveset = ExactLiveset(Digest.of(body) for body in live)
     with env.measure():
         report = repo.collect(liveset)
@@ -301,8 +314,8 @@ def collect_ours(env: Env) -> float:
 
 def collect_base(env: Env) -> float:
     live, dead = _collect_contents(env)
-    client, bucket = env.client, env.bucket
-    layout = Layout(_collect_prefix(env.rep, "baseline"))
+    client, bucket = env.client, _collect_bucket(env, "baseline")
+    layout = Layout(_COLLECT_PREFIX)
     keep = {str(Digest.of(body)) for body in live}
     threshold = datetime.now(UTC) - _windows(env)["grace"]
     skip = len(layout.objects)

@@ -51,7 +51,7 @@ FULL = Sizes(
     keys=10_000_000,
     live=5_000_000,
     batch=65_536,
-    windows=(1.0, 8.0, 12.0),
+    windows=(1.0, 60.0, 64.0),  # settle as deployed (60 s); grace as short as allowed
 )
 SMOKE = Sizes(
     stream=12 * MiB,
