@@ -271,12 +271,63 @@ class S3Repository:
         )
         try:
             with os.fdopen(fd, "r+b") as out:
-                self._get_to_file(digest, key, size, etag, out)
+                if size > self.part_size:
+                    self._get_to_readable_file(digest, key, size, etag, out.fileno())
+                else:
+                    self._get_to_file(digest, key, size, etag, out)
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return size
+
+    def _get_to_readable_file(
+        self, digest: Digest, key: str, size: int, etag: str | None, fd: int
+    ) -> None:
+        """Download into a file we can read back: ranges are written as they arrive.
+
+        No range waits for an earlier one (a slow range would otherwise idle the other
+        workers); the hash reads the written bytes back in order from the page cache
+        as soon as they are contiguous, so memory stays at the ranges in flight.
+        """
+        what = self._where(key)
+        pinned = {"IfMatch": etag} if etag else {}
+        client = self.client
+        ranges = [
+            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
+        ]
+
+        def fetch(first: int, end: int) -> None:
+            with translated(what):
+                body = client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
+                )["Body"]
+                offset = first
+                while chunk := body.read(MiB):
+                    if offset + len(chunk) > end:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.pwrite(fd, view, offset)
+                        view = view[written:]
+                        offset += written
+            if offset != end:
+                raise IntegrityError(f"{what}: range {first}-{end - 1} returned a wrong length")
+
+        hasher = hashlib.sha256()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get") as pool:
+            futures = [pool.submit(fetch, first, end) for first, end in ranges]
+            try:
+                for future, (first, end) in zip(futures, ranges, strict=True):
+                    future.result()
+                    for offset in range(first, end, MiB):
+                        hasher.update(os.pread(fd, min(MiB, end - offset), offset))
+            finally:
+                for future in futures:
+                    future.cancel()
+        actual = Digest(hasher.digest())
+        if actual != digest:
+            raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
 
     def _get_to_file(
         self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
