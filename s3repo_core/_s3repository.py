@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -65,6 +65,12 @@ Destination = str | os.PathLike[str] | BinaryIO
 
 def _as_digest(digest: Digest | str) -> Digest:
     return digest if isinstance(digest, Digest) else Digest.parse(digest)
+
+
+def _check_hash(what: str, hasher: Any, digest: Digest) -> None:
+    actual = Digest(hasher.digest())
+    if actual != digest:
+        raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
 
 
 def _server_time(response: dict[str, Any]) -> datetime:
@@ -272,7 +278,7 @@ class S3Repository:
         try:
             with os.fdopen(fd, "r+b") as out:
                 if size > self.part_size:
-                    self._get_to_readable_file(digest, key, size, etag, out.fileno())
+                    self._get_to_readable_file(digest, key, size, etag, out)
                 else:
                     self._get_to_file(digest, key, size, etag, out)
             os.replace(tmp, dest)
@@ -282,7 +288,7 @@ class S3Repository:
         return size
 
     def _get_to_readable_file(
-        self, digest: Digest, key: str, size: int, etag: str | None, fd: int
+        self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
     ) -> None:
         """Download into a file we can read back: ranges are written as they arrive.
 
@@ -291,30 +297,24 @@ class S3Repository:
         as soon as they are contiguous, so memory stays at the ranges in flight.
         """
         what = self._where(key)
-        pinned = {"IfMatch": etag} if etag else {}
-        client = self.client
-        ranges = [
-            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
-        ]
+        write_at = self._positional_writer(out, 0)
+        fd = out.fileno()
+        get_range = self._range_getter(key, etag)
 
         def fetch(first: int, end: int) -> None:
             with translated(what):
-                body = client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
-                )["Body"]
+                body = get_range(first, end)
                 offset = first
                 while chunk := body.read(MiB):
                     if offset + len(chunk) > end:
                         break
-                    view = memoryview(chunk)
-                    while view:
-                        written = os.pwrite(fd, view, offset)
-                        view = view[written:]
-                        offset += written
+                    write_at(offset, chunk)
+                    offset += len(chunk)
             if offset != end:
                 raise IntegrityError(f"{what}: range {first}-{end - 1} returned a wrong length")
 
         hasher = hashlib.sha256()
+        ranges = self._ranges(size)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get") as pool:
             futures = [pool.submit(fetch, first, end) for first, end in ranges]
             try:
@@ -325,9 +325,25 @@ class S3Repository:
             finally:
                 for future in futures:
                     future.cancel()
-        actual = Digest(hasher.digest())
-        if actual != digest:
-            raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
+        _check_hash(what, hasher, digest)
+
+    def _ranges(self, size: int) -> list[tuple[int, int]]:
+        """The [first, end) byte ranges of a download in parts."""
+        return [
+            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
+        ]
+
+    def _range_getter(self, key: str, etag: str | None) -> Callable[[int, int], Any]:
+        """``get(first, end)``: the body of bytes [first, end) of ``key``, pinned to ``etag``."""
+        pinned = {"IfMatch": etag} if etag else {}
+        client = self.client
+
+        def get(first: int, end: int) -> Any:
+            return client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
+            )["Body"]
+
+        return get
 
     def _get_to_file(
         self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
@@ -335,18 +351,14 @@ class S3Repository:
         what = self._where(key)
         base = out.tell() if callable(getattr(out, "tell", None)) else 0
         write_at = self._positional_writer(out, base)
-        ranges = [
-            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
-        ]
+        ranges = self._ranges(size)
         pinned = {"IfMatch": etag} if etag else {}
         client = self.client
+        get_range = self._range_getter(key, etag)
 
         def fetch(first: int, end: int) -> bytes:
             with translated(what):
-                body = client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
-                )["Body"]
-                data: bytes = body.read()
+                data: bytes = get_range(first, end).read()
             if len(data) != end - first:
                 raise IntegrityError(f"{what}: range {first}-{end - 1} returned {len(data)} bytes")
             write_at(first, data)
@@ -381,9 +393,7 @@ class S3Repository:
                         future.cancel()
         if received != size:
             raise IntegrityError(f"{what}: received {received} bytes, expected {size}")
-        actual = Digest(hasher.digest())
-        if actual != digest:
-            raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
+        _check_hash(what, hasher, digest)
         if callable(getattr(out, "seek", None)):
             out.seek(base + size)
         return size
