@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from typing import Literal
-from urllib.parse import urlsplit
 
 from dagster import (
     Config,
@@ -113,8 +112,7 @@ def plan_collection(
                 f"grace ({repo.grace.total_seconds():g} s); writers could lose objects"
             )
         for location in config.manifests:
-            if location.startswith("s3://"):
-                repository.use_for_bucket(urlsplit(location).netloc)
+            repository.use_for(location)
         if not 1 <= config.shard_width <= 4:
             raise InvalidArgumentError(f"shard_width is 1 to 4, not {config.shard_width}")
         shards = shard_names(config.shard_width)

@@ -8,7 +8,6 @@ digests are looked up first, so a manifest never names an object that is not sto
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
 from pydantic import Field
@@ -68,8 +67,7 @@ def write_manifest_op(
         ]
         if not rows:
             raise InvalidArgumentError("an empty manifest: no upstream objects and no digests")
-        if dest.startswith("s3://"):
-            repository.use_for_bucket(urlsplit(dest).netloc)
+        repository.use_for(dest)
         info = write_manifest(
             dest, rows, created_by=f"dagster run {context.run_id}", created_at=now
         )

@@ -14,6 +14,7 @@ import os
 import threading
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
@@ -120,7 +121,12 @@ class S3RepoResource(ConfigurableResource):
             settle=timedelta(seconds=self.settle_seconds),
         )
 
-    def use_for_bucket(self, bucket: str | None) -> None:
-        """Read and write manifests in ``bucket`` with this resource's client."""
-        if bucket:
-            set_client(self.client(), bucket=bucket)
+    def use_for(self, location: str) -> None:
+        """Read and write a manifest at ``location`` with this resource's client.
+
+        For ``s3://bucket/...`` the client is set for that bucket; a local path needs none.
+        """
+        if location.startswith("s3://"):
+            bucket = urlsplit(location).netloc
+            if bucket:
+                set_client(self.client(), bucket=bucket)
