@@ -2,7 +2,8 @@
 
 The stopwatch (:meth:`Env.measure`) brackets only the operation under test and records,
 over exactly that interval, the wall time, this process's CPU time and the S3 server
-process's CPU time, so that a shortfall can be pinned on the client or on the server.
+process's CPU time, and the number of requests sent to S3, so that a shortfall can be
+pinned on the client or on the server.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +80,7 @@ class Sample:
     server_cpu: float | None  # CPU seconds of the S3 server process, same interval
     peak_rss: int  # bytes: the worker's peak resident set size
     memory: int | None = None  # bytes held by the data structure, where that is the point
+    requests: int | None = None  # HTTP requests sent to S3 during the timed section
 
     @property
     def throughput(self) -> float:
@@ -117,6 +120,7 @@ class Env:
     params: dict[str, Any] = field(default_factory=dict)  # what the case's prepare returned
     timing: dict[str, float | None] = field(default_factory=dict)
     memory: int | None = None
+    requests_sent: int = 0  # by :attr:`client`, counted only in the worker
 
     @classmethod
     def from_json(cls, text: str) -> Env:
@@ -128,7 +132,7 @@ class Env:
     def to_json(self) -> str:
         spec = asdict(self)
         spec["workdir"] = str(self.workdir)
-        del spec["timing"], spec["memory"]
+        del spec["timing"], spec["memory"], spec["requests_sent"]
         return json.dumps(spec)
 
     @property
@@ -146,7 +150,17 @@ class Env:
 
         from s3repo_core._client import default_config, prepare_client
 
-        return prepare_client(boto3.session.Session().client("s3", config=default_config()))
+        client = prepare_client(boto3.session.Session().client("s3", config=default_config()))
+        client.meta.events.register("before-send.s3", self._count_request)
+        return client
+
+    def _count_request(self, **_: Any) -> None:
+        with self._sent_lock:  # the sides send from thread pools
+            self.requests_sent += 1
+
+    @cached_property
+    def _sent_lock(self) -> threading.Lock:
+        return threading.Lock()
 
     def repo(self, prefix: str, **options: Any) -> Any:
         """Our repository at ``prefix`` in the run's bucket, with the run's transfer sizes."""
@@ -179,9 +193,11 @@ class Env:
         server = self.server_pid
         server_before = process_cpu(server) if server else None
         own = resource.getrusage(resource.RUSAGE_SELF)
+        sent_before = self.requests_sent
         started = time.perf_counter()
         yield
         seconds = time.perf_counter() - started
+        requests = self.requests_sent - sent_before
         after = resource.getrusage(resource.RUSAGE_SELF)
         self.timing = {
             "seconds": seconds,
@@ -191,6 +207,7 @@ class Env:
                 if server and server_before is not None
                 else None
             ),
+            "requests": requests if self.bucket else None,
         }
 
     def sample(self, amount: float) -> Sample:
@@ -204,4 +221,5 @@ class Env:
             server_cpu=self.timing["server_cpu"],
             peak_rss=peak_rss(),
             memory=self.memory,
+            requests=None if self.timing["requests"] is None else int(self.timing["requests"]),
         )

@@ -94,13 +94,20 @@ def _pair(row: Row, server: bool) -> str:
     return f"{_percent(row.cpu('ours', server))} / {_percent(row.cpu('baseline', server))}"
 
 
+def _requests(row: Row) -> str:
+    ours, baseline = row.requests("ours"), row.requests("baseline")
+    if ours is None or baseline is None:
+        return "-"
+    return f"{ours:,.0f} / {baseline:,.0f}"
+
+
 def table(rows: list[Row]) -> str:
     """The results as a Markdown table, one row per case and server."""
     lines = [
         "| case | server | ours | baseline | ratio ours/baseline | aim | met | "
         "memory ours / baseline (MiB) | client CPU ours / baseline | "
-        "server CPU ours / baseline |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "server CPU ours / baseline | requests ours / baseline |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         case = row.case
@@ -114,7 +121,7 @@ def table(rows: list[Row]) -> str:
             f"| {row.throughput('ours'):,.1f} {case.unit} "
             f"| {row.throughput('baseline'):,.1f} {case.unit} "
             f"| {row.ratio:.2f} | {aim} | {'yes' if row.met else 'NO'} | {memory} "
-            f"| {_pair(row, False)} | {_pair(row, True)} |"
+            f"| {_pair(row, False)} | {_pair(row, True)} | {_requests(row)} |"
         )
     return "\n".join(lines)
 

@@ -38,6 +38,14 @@ class Row:
     def memory_ratio(self) -> float:
         return self.memory("ours") / self.memory("baseline")
 
+    def requests(self, side: str) -> float | None:
+        """The median number of requests a side sent to S3, where it used S3."""
+        samples = self.ours if side == "ours" else self.baseline
+        counts = [s.requests for s in samples]
+        if any(c is None for c in counts):
+            return None
+        return statistics.median(counts)  # type: ignore[type-var]
+
     def cpu(self, side: str, server: bool = False) -> float | None:
         """Median CPU use during the timed section, in % of one core."""
         samples = self.ours if side == "ours" else self.baseline

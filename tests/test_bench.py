@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cases import CASES
-from bench.context import process_cpu
+from bench.context import SMOKE, process_cpu
 from s3repo_core.localserver import LocalS3
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,12 @@ def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
         assert row[1] == ("moto" if next(c for c in CASES if c.name == row[0]).uses_server else "-")
         assert float(row[4]) > 0
         assert row[6] in ("yes", "NO")
+    by_case = {row[0]: row for row in rows}
+    assert header[-1] == "requests ours / baseline"
+    assert by_case["classify"][-1] == "-"  # no S3 in it
+    # The baseline sends one PutObject per file; ours a HEAD (the dedup check) and a PUT.
+    ours, baseline = (int(n.replace(",", "")) for n in by_case["ingest"][-1].split(" / "))
+    assert (ours, baseline) == (2 * SMOKE.files, SMOKE.files)
     assert "python -m bench --smoke --servers moto --output" in text
     for fact in ("| CPU |", "| Python |", "| boto3 / botocore |", "| moto |", "| s3repo |"):
         assert fact in text
