@@ -200,6 +200,16 @@ def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, 
 Candidate = tuple[str, int]
 
 
+def _common_prefix(a: str, b: str) -> str:
+    """The longest string both keys start with (characters, not path components)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
 class Collector:
     """One run of ``S3Repository.collect``; see there for the contract."""
 
@@ -411,11 +421,12 @@ class Collector:
         failures: dict[str, DeleteFailure] = {}
         if self.pause_before_delete:
             time.sleep(self.pause_before_delete)
+        sent_blind = False  # whether a request of ours may have deleted keys unseen
         for attempt in range(MAX_DELETE_ATTEMPTS):
             if attempt:
                 time.sleep(min(0.2 * 2**attempt, 5.0))
             if time.monotonic() - decided_at > self._decision_ttl:
-                decided_at, pending = self._look_again(pending, count)
+                decided_at, pending = self._look_again(pending, count, sent_blind)
             if not pending:
                 return
             sizes = dict(pending)
@@ -427,7 +438,7 @@ class Collector:
                         Delete={"Objects": [{"Key": k} for k, _ in pending], "Quiet": True},
                     )
             except (RepositoryError, _DeleteOutcomeUnknown) as exc:
-                self._unknown_outcome = True
+                self._unknown_outcome = sent_blind = True
                 failures = {k: DeleteFailure(k, type(exc).__name__, str(exc)) for k in sizes}
                 decided_at = float("-inf")  # look at every key again before resending
                 continue
@@ -448,23 +459,57 @@ class Collector:
             self.report.errors.extend(failures[k] for k, _ in pending if k in failures)
 
     def _look_again(
-        self, pending: list[Candidate], count: Callable[[str, int], None]
+        self, pending: list[Candidate], count: Callable[[str, int], None], sent_blind: bool
     ) -> tuple[float, list[Candidate]]:
-        """HEAD each key again: keep those still present and older than the threshold."""
+        """List the batch's key range again: keep the keys still there and still old.
+
+        One LIST per page of the range, not a HEAD per key: a batch comes from one page.
+        A key that is gone counts as collected only if a request of ours whose outcome
+        is unknown may have deleted it.
+        """
         decided_at = time.monotonic()
+        if not pending:
+            return decided_at, pending
+        modified = self._list_range(min(k for k, _ in pending), max(k for k, _ in pending))
         still: list[Candidate] = []
         for key, size in pending:
-            head = self.repo._head(key)
-            if head is None:
-                with self._lock:
-                    count(key, size)  # gone: an earlier attempt of ours took effect
-            elif head["LastModified"] >= self.threshold:
+            if key not in modified:
+                if sent_blind:
+                    with self._lock:
+                        count(key, size)
+            elif modified[key] >= self.threshold:
                 with self._lock:
                     self.report.kept_recent += 1
                     self.report.recent_bytes += size
             else:
                 still.append((key, size))
         return decided_at, still
+
+    def _list_range(self, first: str, last: str) -> dict[str, datetime]:
+        """Last-modified time of every key from ``first`` to ``last`` inclusive."""
+        # Start after the greatest key below ``first``, near enough; some servers (MinIO,
+        # the JuiceFS gateway) refuse a StartAfter that does not begin with the Prefix.
+        start_after = (
+            first[:-1] + chr(ord(first[-1]) - 1) + "\U0010ffff" if first[-1:] > "\0" else ""
+        )
+        args: dict[str, Any] = {
+            "Bucket": self.repo.bucket,
+            "Prefix": _common_prefix(start_after or first, last),
+        }
+        if start_after:
+            args["StartAfter"] = start_after
+        found: dict[str, datetime] = {}
+        while True:
+            with translated(f"listing s3://{self.repo.bucket}/{args['Prefix']}"):
+                page = self.client.list_objects_v2(**args)
+            for item in page.get("Contents", []):
+                if item["Key"] > last:
+                    return found
+                found[item["Key"]] = item["LastModified"]
+            if not page.get("IsTruncated"):
+                return found
+            args["ContinuationToken"] = page["NextContinuationToken"]
+            args.pop("StartAfter", None)
 
     def _sweep_uploads(self, deleters: ThreadPoolExecutor) -> list[Future[None]]:
         repo = self.repo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from s3repo_core import (
     CollectionFailedError,
+    CollectReport,
     ConflictError,
     Digest,
     InvalidArgumentError,
@@ -17,10 +19,12 @@ from s3repo_core import (
     S3Repository,
     set_client,
 )
+from s3repo_core._collect import Collector
 from s3repo_core.liveset import BloomLiveset, ExactLiveset
 from s3repo_core.localserver import LocalS3
 
 from refusing_proxy import RefusingProxy
+from requests_log import RequestLog
 
 # Short windows so that tests can age objects past the grace period in seconds.
 WINDOWS = {
@@ -100,6 +104,30 @@ def test_a_dry_run_reports_exactly_what_a_real_run_deletes(bucket: str) -> None:
         real.collected,
         real.bytes_collected,
     )
+
+
+def test_a_batch_held_past_a_quarter_of_settle_is_listed_again_before_deleting(
+    s3server: LocalS3, bucket: str, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = short_repo(bucket)
+    digests = put_many(repo, 24, "held")
+    time.sleep(AGE)
+    monkeypatch.setattr(Collector, "pause_before_delete", 1.5)  # settle / 4 is 0.1 s
+    log = RequestLog(client)  # the collection's client; the writer below has its own
+    writer = short_repo(bucket, client=s3server.client())
+    done: list[CollectReport] = []
+    collection = threading.Thread(target=lambda: done.append(repo.collect(ExactLiveset([]))))
+    collection.start()
+    time.sleep(0.8)  # listed and classified: every batch is held before its delete
+    assert writer.put(b"held-0") == digests[0]  # found old, so refreshed: now recent
+    client.delete_object(Bucket=bucket, Key=f"c/objects/{digests[1]}")  # someone else's
+    collection.join()
+    assert log.calls["HeadObject"] == 0  # a LIST per held batch, not a HEAD per key
+    assert log.calls["ListObjectsV2"] <= 2 * (16 + 3) + 4
+    (report,) = done
+    assert (report.collected, report.kept_recent) == (22, 1)  # not the one it did not delete
+    assert repo.stat(digests[0]).size == len(b"held-0")
+    assert keys(client, bucket, "c/objects/") == [f"c/objects/{digests[0]}"]
 
 
 def test_more_than_a_thousand_deletions_in_batches(bucket: str, client: Any) -> None:
