@@ -52,6 +52,12 @@ def test_a_page_of_digest_keys_decodes_to_its_digests(prefix: str) -> None:
         "some/prefix/objects/sha256:" + "A" * 64,  # uppercase hex
         "some/prefix/objects/sha256:" + "g" * 64,
         "some/prefix/objects/sha256:" + "0" * 63 + " ",
+        # the neighbours of each digit range, first and second of a byte's two digits
+        "some/prefix/objects/sha256:" + "0" * 62 + "/0",
+        "some/prefix/objects/sha256:" + "0" * 62 + "0:",
+        "some/prefix/objects/sha256:" + "`" + "0" * 63,
+        "some/prefix/objects/sha256:" + "0" * 31 + "{" + "0" * 32,
+        "some/prefix/objects/sha256:" + "f" * 62 + "fF",
         "some/prefix/objects/sha256:" + "0" * 63,  # short
         "some/prefix/objects/sha256:" + "0" * 65,  # long
         "some/prefix/objects/sha512:" + "0" * 64,

@@ -171,6 +171,28 @@ def test_exact_contains_many_equals_per_element_in() -> None:
     assert sum(expected) == len(members[::3]) + len(members[1::7])
 
 
+@pytest.mark.parametrize("sort", [True, False])
+def test_exact_near_misses_in_every_word_are_not_members(sort: bool) -> None:
+    rng = np.random.default_rng(11)
+    members = random_array(4000, rng)
+    live = ExactLiveset.from_array(members)
+    near = []
+    for byte in (0, 7, 8, 15, 16, 23, 24, 31):  # the first and last byte of each word
+        changed = members[::5].copy()
+        changed.view(np.uint8).reshape(-1, 32)[:, byte] ^= 0x01
+        near.append(changed)
+    edges = np.frombuffer(b"\x00" * 32 + b"\xff" * 32, dtype="V32")
+    query = np.concatenate([members[::2], *near, edges])
+    if sort:
+        query = np.sort(query)
+    else:
+        rng.shuffle(query)
+    stored = {m.tobytes() for m in members}
+    expected = [item.tobytes() in stored for item in query]
+    assert live.contains_many(query).tolist() == expected
+    assert sum(expected) == len(members[::2])
+
+
 def test_exact_to_array_is_sorted_bytes() -> None:
     rng = np.random.default_rng(4)
     members = random_array(1000, rng)
