@@ -1,7 +1,8 @@
 """Ingest: files, directories or upstream bytes into the repository, by digest.
 
-Files are put concurrently (the resource's ``concurrency``), each streamed from disk
-and hashed as it is read; content already stored is not uploaded again. The output is
+Files are stored with ``S3Repository.put_files``: concurrently (the resource's
+``concurrency``), hashed, then uploaded unless already stored, which a LIST answers
+for many files at once where that is cheaper than a HEAD each. The output is
 one ManifestRow per input (digest, size, where it came from), in input order, which
 the manifest op turns into a liveset manifest.
 """
@@ -10,14 +11,13 @@ the manifest op turns into a liveset manifest.
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
 from pydantic import Field
 
-from s3repo_core import InvalidArgumentError, ManifestRow, NotExistError, S3Repository
+from s3repo_core import File, InvalidArgumentError, ManifestRow, NotExistError, S3Repository
 
 from .errors import repository_step
 from .metadata import human_size, markdown_table
@@ -66,13 +66,6 @@ def named_blobs(blobs: Blobs | None) -> Iterator[tuple[str, bytes]]:
         yield from ((f"upstream[{n}]", bytes(data)) for n, data in enumerate(blobs))
 
 
-def put_path(repo: S3Repository, path: Path) -> ManifestRow:
-    with path.open("rb") as body:
-        digest = repo.put(body)
-        size = body.tell()
-    return ManifestRow(digest, size, str(path))
-
-
 class Progress:
     """Logs how many files are done, at most every PROGRESS_SECONDS, for long ingests."""
 
@@ -84,10 +77,10 @@ class Progress:
         self._lock = threading.Lock()
         self._started = self._logged = time.monotonic()
 
-    def done(self, row: ManifestRow) -> ManifestRow:
+    def done(self, path: Path, file: File) -> None:
         with self._lock:
             self._count += 1
-            self._bytes += row.size
+            self._bytes += file.size
             now = time.monotonic()
             if now - self._logged >= PROGRESS_SECONDS and self._count < self._total:
                 self._logged = now
@@ -96,7 +89,6 @@ class Progress:
                     f"{self._count} of {self._total} files, {human_size(self._bytes)}, "
                     f"{rate:.1f} MiB/s"
                 )
-        return row
 
 
 def ingested_metadata(
@@ -138,8 +130,8 @@ def ingest(
             f"ingesting {len(files)} files and {len(upstream)} upstream blobs into {repo.url}"
         )
         progress = Progress(context, len(files))
-        with ThreadPoolExecutor(max_workers=repository.concurrency) as pool:
-            rows = list(pool.map(lambda path: progress.done(put_path(repo, path)), files))
+        stored = repo.put_files(files, on_stored=progress.done) if files else []
+        rows = [ManifestRow(f.digest, f.size, str(p)) for p, f in zip(files, stored, strict=True)]
         for name, data in upstream:
             rows.append(ManifestRow(repo.put(data), len(data), name))
     seconds = time.monotonic() - started

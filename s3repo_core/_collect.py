@@ -26,7 +26,7 @@ import numpy as np
 
 from ._errors import ConflictError, InvalidArgumentError, RepositoryError
 from ._lease import is_expired, list_leases, read_leases, write_lease
-from ._names import Layout
+from ._names import Layout, key_before
 from ._translate import error_code, translated
 from .liveset import Liveset, contains_many
 
@@ -487,11 +487,7 @@ class Collector:
 
     def _list_range(self, first: str, last: str) -> dict[str, datetime]:
         """Last-modified time of every key from ``first`` to ``last`` inclusive."""
-        # Start after the greatest key below ``first``, near enough; some servers (MinIO,
-        # the JuiceFS gateway) refuse a StartAfter that does not begin with the Prefix.
-        start_after = (
-            first[:-1] + chr(ord(first[-1]) - 1) + "\U0010ffff" if first[-1:] > "\0" else ""
-        )
+        start_after = key_before(first)
         args: dict[str, Any] = {
             "Bucket": self.repo.bucket,
             "Prefix": _common_prefix(start_after or first, last),

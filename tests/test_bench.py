@@ -56,9 +56,10 @@ def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
     by_case = {row[0]: row for row in rows}
     assert header[-1] == "requests ours / baseline"
     assert by_case["classify"][-1] == "-"  # no S3 in it
-    # The baseline sends one PutObject per file; ours a HEAD (the dedup check) and a PUT.
+    # The baseline sends one PutObject per file; ours one LIST (which of them are stored:
+    # none) and then a PutObject per file.
     ours, baseline = (int(n.replace(",", "")) for n in by_case["ingest"][-1].split(" / "))
-    assert (ours, baseline) == (2 * SMOKE.files, SMOKE.files)
+    assert (ours, baseline) == (SMOKE.files + 1, SMOKE.files)
     assert "python -m bench --smoke --servers moto --output" in text
     for fact in ("| CPU |", "| Python |", "| boto3 / botocore |", "| moto |", "| s3repo |"):
         assert fact in text
