@@ -100,8 +100,8 @@ class S3Repository:
     while a writer that finds an object modified less than ``settle`` ago, during a
     collection, waits that long and looks again. The guarantee that follows:
 
-        **When put, put_file, write_to or read_from returns, the object is stored, and
-        no collection deletes it unless that collection started more than
+        **When put, put_file, put_files, write_to or read_from returns, the object is
+        stored, and no collection deletes it unless that collection started more than
         ``grace - refresh_window`` later and its liveset does not name the object.**
 
     It assumes that S3 applies a DeleteObjects request within three quarters of
