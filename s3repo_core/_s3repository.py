@@ -542,7 +542,7 @@ class S3Repository:
         if len(keys) < 2:
             return set()
         absent: set[str] = set()
-        start = _position(keys[0])
+        start = _position(keys[0]) or 0
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": self.layout.objects_shard(""),
@@ -565,10 +565,11 @@ class S3Repository:
             resolved = bisect.bisect_right(pending, last)
             absent.update(key for key in pending[:resolved] if key not in listed)
             pending = pending[resolved:]
-            covered = max(_position(last) - start, 1)
-            if pending and (_position(pending[-1]) - _position(last)) * pages / covered >= len(
-                pending
-            ):
+            reached = _position(last)
+            if not pending or reached is None:  # no estimate past a stray key: HEADs
+                break
+            pages_left = ((_position(pending[-1]) or 0) - reached) * pages / max(reached - start, 1)
+            if pages_left >= len(pending):
                 break
             args["ContinuationToken"] = page["NextContinuationToken"]
             args.pop("StartAfter", None)
@@ -848,9 +849,15 @@ def _hash_file(path: Path) -> File:
     return File(reader.digest, reader.size)
 
 
-def _position(key: str) -> int:
-    """Where an object key's digest lies in the hash space (its first 64 bits)."""
-    return int(key[-64:-48], 16)
+def _position(key: str) -> int | None:
+    """Where an object key's digest lies in the hash space (its first 64 bits).
+
+    None for a key that does not end in a digest (a stray key under ``objects/``).
+    """
+    try:
+        return int(key[-64:-48], 16)
+    except ValueError:
+        return None
 
 
 def _transfer(digest: Digest, src: Any, dst: Any) -> None:

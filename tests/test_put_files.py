@@ -116,6 +116,22 @@ def test_listing_stops_where_a_head_each_is_cheaper(
     assert all(repo.stat(file.digest) == file for file in files)
 
 
+def test_a_stray_key_in_the_listing_ends_it_without_harm(
+    repo: S3Repository, client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(S3Repository, "list_page_size", 1)
+    digests = [Digest.of(f"stray {i}".encode()) for i in range(64)]
+    low = next(d for d in digests if str(d)[7] < "8")
+    high, beyond = [d for d in digests if str(d)[7] > "8"][:2]
+    stray = repo.layout.objects_shard("8-not-a-digest")
+    for key in (stray, repo.layout.object_key(beyond)):  # the listing goes on past stray
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+    keys = sorted(repo.layout.object_key(d) for d in (low, high))
+    # The first page holds only the stray key: it shows ``low`` absent, and says nothing
+    # of the keys past it, which are left to a HEAD each.
+    assert repo._absent_by_listing(keys) == {repo.layout.object_key(low)}
+
+
 def test_a_file_changed_after_hashing_is_refused_and_nothing_is_stored(
     repo: S3Repository, client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
