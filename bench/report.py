@@ -151,7 +151,8 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "`classify`, where it is what the liveset holds (tracemalloc) and the aim also asks "
         "for at most a quarter of the set's. CPU is the share of one core used during the "
         "timed section by the benchmark process (client) and by the S3 server process "
-        "(moto runs in the runner process, which does nothing else meanwhile).",
+        "(moto runs in the runner process, which does nothing else meanwhile). Requests "
+        "are the HTTP requests the side sent to S3 during the timed section.",
         "",
         table(rows),
         "",
