@@ -67,11 +67,16 @@ def named_blobs(blobs: Blobs | None) -> Iterator[tuple[str, bytes]]:
 
 
 class Progress:
-    """Logs how many files are done, at most every PROGRESS_SECONDS, for long ingests."""
+    """Logs how many files a phase has done, at most every PROGRESS_SECONDS.
 
-    def __init__(self, context: OpExecutionContext, total: int) -> None:
+    An ingest hashes every file, then stores them; each phase of a long one says how
+    far it is (``verb``: "hashed", "stored").
+    """
+
+    def __init__(self, context: OpExecutionContext, total: int, verb: str) -> None:
         self._context = context
         self._total = total
+        self._verb = verb
         self._count = 0
         self._bytes = 0
         self._lock = threading.Lock()
@@ -86,8 +91,8 @@ class Progress:
                 self._logged = now
                 rate = self._bytes / (1024 * 1024) / (now - self._started)
                 self._context.log.info(
-                    f"{self._count} of {self._total} files, {human_size(self._bytes)}, "
-                    f"{rate:.1f} MiB/s"
+                    f"{self._verb} {self._count} of {self._total} files, "
+                    f"{human_size(self._bytes)}, {rate:.1f} MiB/s"
                 )
 
 
@@ -129,8 +134,11 @@ def ingest(
         context.log.info(
             f"ingesting {len(files)} files and {len(upstream)} upstream blobs into {repo.url}"
         )
-        progress = Progress(context, len(files))
-        stored = repo.put_files(files, on_stored=progress.done) if files else []
+        hashed = Progress(context, len(files), "hashed")
+        progress = Progress(context, len(files), "stored")
+        stored = (
+            repo.put_files(files, on_hashed=hashed.done, on_stored=progress.done) if files else []
+        )
         rows = [ManifestRow(f.digest, f.size, str(p)) for p, f in zip(files, stored, strict=True)]
         for name, data in upstream:
             rows.append(ManifestRow(repo.put(data), len(data), name))

@@ -492,6 +492,7 @@ class S3Repository:
         self,
         paths: Iterable[str | os.PathLike[str]],
         *,
+        on_hashed: Callable[[Path, File], None] | None = None,
         on_stored: Callable[[Path, File], None] | None = None,
     ) -> list[File]:
         """Store the files at ``paths``, concurrently, as :meth:`put` would; their Files.
@@ -502,12 +503,20 @@ class S3Repository:
         batch); a file it shows absent is uploaded without a HEAD, and the others go
         the way of :meth:`put_file`. Each file is read again as it is uploaded, and
         hashed again: IntegrityError if it changed. A file that cannot be read raises
-        its OSError. ``on_stored(path, file)`` is called for each path once its content
-        is stored, from worker threads.
+        its OSError. For progress, ``on_hashed(path, file)`` is called as each file is
+        hashed and ``on_stored(path, file)`` for each path once its content is stored,
+        from worker threads.
         """
         paths = [Path(path) for path in paths]
+
+        def hash_one(path: Path) -> File:
+            file = _hash_file(path)
+            if on_hashed is not None:
+                on_hashed(path, file)
+            return file
+
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-hash") as pool:
-            files = list(pool.map(_hash_file, paths))
+            files = list(pool.map(hash_one, paths))
         by_digest: dict[Digest, list[Path]] = {}
         for path, file in zip(paths, files, strict=True):
             by_digest.setdefault(file.digest, []).append(path)

@@ -47,16 +47,20 @@ def test_each_file_is_stored_and_its_file_returned_in_order(
     contents = [*small(5, "x"), b"", big, b"x 1" * 2, b"stored before"]
     repo.put(b"stored before")
     paths = write_files(tmp_path, contents)
-    seen: list[tuple[Path, File]] = []
+    seen: dict[str, list[tuple[Path, File]]] = {"hashed": [], "stored": []}
     lock = threading.Lock()
 
-    def on_stored(path: Path, file: File) -> None:
-        with lock:
-            seen.append((path, file))
+    def record(phase: str) -> Any:
+        def called(path: Path, file: File) -> None:
+            with lock:
+                seen[phase].append((path, file))
 
-    files = repo.put_files(paths, on_stored=on_stored)
+        return called
+
+    files = repo.put_files(paths, on_hashed=record("hashed"), on_stored=record("stored"))
     assert files == [File(Digest.of(data), len(data)) for data in contents]
-    assert sorted(seen) == sorted(zip(paths, files, strict=True))  # every path, once
+    for phase in ("hashed", "stored"):  # every path, once
+        assert sorted(seen[phase]) == sorted(zip(paths, files, strict=True)), phase
     for data, file in zip(contents, files, strict=True):
         with repo.get(file.digest) as stream:
             assert stream.read() == data
