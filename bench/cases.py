@@ -235,8 +235,9 @@ def ingest_ours(env: Env) -> float:
     paths = _files(env)
     with env.measure():
         files = repo.put_files(paths)
-    if len({file.digest for file in files}) != len(paths):
-        raise AssertionError(f"{len(paths)} distinct files gave {len(set(files))} digests")
+    distinct = len({file.digest for file in files})
+    if distinct != len(paths):
+        raise AssertionError(f"{len(paths)} distinct files gave {distinct} digests")
     return len(paths)
 
 

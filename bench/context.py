@@ -151,16 +151,13 @@ class Env:
         from s3repo_core._client import default_config, prepare_client
 
         client = prepare_client(boto3.session.Session().client("s3", config=default_config()))
+        self._sent_lock = threading.Lock()  # the sides send from thread pools
         client.meta.events.register("before-send.s3", self._count_request)
         return client
 
     def _count_request(self, **_: Any) -> None:
-        with self._sent_lock:  # the sides send from thread pools
+        with self._sent_lock:
             self.requests_sent += 1
-
-    @cached_property
-    def _sent_lock(self) -> threading.Lock:
-        return threading.Lock()
 
     def repo(self, prefix: str, **options: Any) -> Any:
         """Our repository at ``prefix`` in the run's bucket, with the run's transfer sizes."""
