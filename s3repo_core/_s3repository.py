@@ -752,7 +752,10 @@ class S3Repository:
         """
         floor = now.replace(microsecond=0)
         if self._self_copy_refreshes is not False:
-            self._copy(key, key, size, metadata={"s3repo-refreshed": now.isoformat()})
+            try:
+                self._copy(key, key, size, metadata={"s3repo-refreshed": now.isoformat()})
+            except NotExistError:
+                return False  # collected since it was found: the caller writes it again
             after = self._head(key)
             if after is None:
                 return False

@@ -24,6 +24,7 @@ from s3repo_core import (
     dial,
     set_client,
 )
+from s3repo_core.localserver import LocalS3
 
 from requests_log import RequestLog
 
@@ -262,6 +263,32 @@ def test_a_stale_object_is_refreshed_when_a_writer_finds_it(bucket: str, client:
     log = RequestLog(client)
     repo.put(data)
     assert log.calls["CopyObject"] == 0
+
+
+@pytest.mark.parametrize("how", ["put", "put_file"])
+def test_an_object_collected_while_a_writer_refreshes_it_is_written_again(
+    s3server: LocalS3, bucket: str, client: Any, how: str
+) -> None:
+    repo = S3Repository(bucket, "p", refresh_window=timedelta(seconds=1))
+    data = b"collected under the writer"
+    digest = repo.put(data)
+    key = f"p/objects/{digest}"
+    time.sleep(2.1)  # older than refresh_window: the next put refreshes it with a copy
+    other = s3server.client()
+    copies: list[str] = []
+
+    def collect_first(params: dict[str, Any], **_: Any) -> None:
+        if not copies:  # as if a collection's delete landed between the HEAD and the copy
+            other.delete_object(Bucket=bucket, Key=key)
+        copies.append(params["Key"])
+
+    client.meta.events.register("before-parameter-build.s3.CopyObject", collect_first)
+    if how == "put":
+        assert repo.put(data) == digest
+    else:
+        repo.put_file(File(digest, len(data)), data)
+    assert copies  # the refresh was attempted, and found the object gone
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
 
 
 # -- integrity -----------------------------------------------------------------------
