@@ -139,22 +139,50 @@ class _Progress:
         if self.enabled and self._last:
             self._draw("\n")
 
+    def restart(self, label: str) -> None:
+        """End this phase's line and count the next one from zero."""
+        self.close()
+        self.label, self.done, self._last = label, 0, 0.0
+
     def _draw(self, end: str) -> None:
         mib = self.done / (1024 * 1024)
         of = f" of {self.total / (1024 * 1024):.1f} MiB" if self.total else " MiB"
         print(f"\r{self.label}: {mib:.1f}{of}", end=end, file=sys.stderr, flush=True)
 
 
-class _CountingReader:
-    """A binary stream that reports how much has been read from it."""
+class _CountingReader(io.RawIOBase):
+    """A binary stream that reports how much is read from it, and is otherwise the stream.
+
+    It keeps the stream's fileno, tell and seek, so that put still sees a regular file
+    (hashed, then uploaded straight to its key) and not a stream of unknown length (sent
+    to uploads/ and published with a server-side copy). Seeking back starts the upload.
+    """
 
     def __init__(self, stream: BinaryIO, progress: _Progress) -> None:
+        super().__init__()
         self._stream, self._progress = stream, progress
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self._progress.add(len(data))
-        return data
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+        self._progress.add(count or 0)
+        return int(count or 0)
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = self._stream.seek(offset, whence)
+        self._progress.restart("upload")
+        return position
 
 
 def _put(repo: Any, args: argparse.Namespace) -> None:
@@ -164,7 +192,7 @@ def _put(repo: Any, args: argparse.Namespace) -> None:
         digest = repo.put(_CountingReader(source, progress))
     else:
         with open(args.file, "rb") as source:
-            progress = _Progress("put", os.fstat(source.fileno()).st_size)
+            progress = _Progress("hash", os.fstat(source.fileno()).st_size)
             digest = repo.put(_CountingReader(source, progress))
     progress.close()
     print(digest)

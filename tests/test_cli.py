@@ -15,6 +15,8 @@ from s3repo_core import Digest, S3Repository, dial, set_client
 from s3repo_core.cli import main
 from s3repo_core.localserver import LocalS3
 
+from requests_log import RequestLog
+
 DATA = b"some artifact bytes\n" * 1000
 DIGEST = str(Digest.of(DATA))
 ABSENT = str(Digest.of(b"never stored"))
@@ -64,6 +66,29 @@ def test_put_prints_the_digest_of_the_file(
     assert main(["--repo", url, "put", str(path)]) == 0
     assert capsys.readouterr().out == f"{DIGEST}\n"
     assert dial(url).stat(DIGEST).size == len(DATA)
+
+
+def test_put_of_a_large_file_uploads_it_straight_to_its_key(
+    server: LocalS3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Past put's 64 MiB lookahead, a stream of unknown length would go to uploads/ and
+    # be published with a server-side copy; a file is hashed, then uploaded to its key.
+    bucket = server.create_bucket()
+    client = server.client()
+    set_client(client, bucket=bucket)
+    try:
+        data = os.urandom(1 << 20) * 65
+        path = tmp_path / "large.bin"
+        path.write_bytes(data)
+        log = RequestLog(client)
+        assert main(["--repo", f"s3r://{bucket}/cli", "put", str(path)]) == 0
+        assert capsys.readouterr().out == f"{Digest.of(data)}\n"
+        assert log.calls["CopyObject"] == 0 and log.calls["UploadPartCopy"] == 0
+        assert log.uploaded == len(data)
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        assert [item["Key"] for item in listed] == [f"cli/objects/{Digest.of(data)}"]
+    finally:
+        set_client(None, bucket=bucket)
 
 
 def test_repo_comes_from_the_option_after_the_command_or_the_environment(
