@@ -26,7 +26,8 @@ import numpy as np
 
 from ._errors import ConflictError, InvalidArgumentError, RepositoryError
 from ._lease import is_expired, list_leases, read_leases, write_lease
-from ._names import Layout, key_before
+from ._listing import common_prefix, key_before, list_pages
+from ._names import Layout
 from ._translate import error_code, translated
 from .liveset import Liveset, contains_many
 
@@ -200,16 +201,6 @@ def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, 
 Candidate = tuple[str, int]
 
 
-def _common_prefix(a: str, b: str) -> str:
-    """The longest string both keys start with (characters, not path components)."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
-
-
 class Collector:
     """One run of ``S3Repository.collect``; see there for the contract."""
 
@@ -327,13 +318,8 @@ class Collector:
     def _list(
         self, prefix: str, start_after: str | None, stop_before: str | None
     ) -> Iterator[tuple[float, list[dict[str, Any]]]]:
-        args: dict[str, Any] = {"Bucket": self.repo.bucket, "Prefix": prefix}
-        if start_after:
-            args["StartAfter"] = start_after
-        while True:
-            decided_at = time.monotonic()
-            with translated(f"listing s3://{self.repo.bucket}/{prefix}"):
-                page = self.client.list_objects_v2(**args)
+        pages = list_pages(self.client, self.repo.bucket, prefix, start_after or "")
+        for decided_at, page in pages:
             contents = page.get("Contents", [])
             if stop_before is not None:
                 kept = [item for item in contents if item["Key"] < stop_before]
@@ -341,10 +327,6 @@ class Collector:
                     yield decided_at, kept
                     return
             yield decided_at, contents
-            if not page.get("IsTruncated"):
-                return
-            args["ContinuationToken"] = page["NextContinuationToken"]
-            args.pop("StartAfter", None)
 
     def _classify(self, shard: str, contents: list[dict[str, Any]]) -> list[Candidate]:
         valid, live = classify_keys(self.repo.layout, self.liveset, [i["Key"] for i in contents])
@@ -488,24 +470,14 @@ class Collector:
     def _list_range(self, first: str, last: str) -> dict[str, datetime]:
         """Last-modified time of every key from ``first`` to ``last`` inclusive."""
         start_after = key_before(first)
-        args: dict[str, Any] = {
-            "Bucket": self.repo.bucket,
-            "Prefix": _common_prefix(start_after or first, last),
-        }
-        if start_after:
-            args["StartAfter"] = start_after
+        prefix = common_prefix(start_after or first, last)
         found: dict[str, datetime] = {}
-        while True:
-            with translated(f"listing s3://{self.repo.bucket}/{args['Prefix']}"):
-                page = self.client.list_objects_v2(**args)
+        for _, page in list_pages(self.client, self.repo.bucket, prefix, start_after):
             for item in page.get("Contents", []):
                 if item["Key"] > last:
                     return found
                 found[item["Key"]] = item["LastModified"]
-            if not page.get("IsTruncated"):
-                return found
-            args["ContinuationToken"] = page["NextContinuationToken"]
-            args.pop("StartAfter", None)
+        return found
 
     def _sweep_uploads(self, deleters: ThreadPoolExecutor) -> list[Future[None]]:
         repo = self.repo

@@ -54,19 +54,6 @@ def _hex_pair_table() -> np.ndarray:
 _HEX_PAIRS = _hex_pair_table()
 
 
-def key_before(key: str) -> str:
-    """A StartAfter for a listing that starts at ``key``: after every key below it.
-
-    ``key`` less its last character, that character's predecessor and the greatest
-    character: it keeps all but the last character of ``key``, so it still begins with
-    any Prefix short of that (MinIO and the JuiceFS gateway refuse a StartAfter that
-    does not begin with the Prefix). Empty if ``key`` is empty or ends in NUL.
-    """
-    if key[-1:] <= "\0":
-        return ""
-    return f"{key[:-1]}{chr(ord(key[-1]) - 1)}\U0010ffff"
-
-
 def check_bucket(bucket: str) -> str:
     """``bucket`` if it is a valid S3 bucket name; InvalidArgumentError otherwise."""
     if (

@@ -32,8 +32,9 @@ from ._dial import dial, register_scheme
 from ._digest import Digest, File
 from ._errors import IntegrityError, InvalidArgumentError, NotExistError
 from ._lease import any_lease
+from ._listing import key_before, list_pages
 from ._multipart import MultipartUpload, copy_parts
-from ._names import Layout, check_bucket, key_before
+from ._names import Layout, check_bucket
 from ._streams import HashingReader, VerifyingReader, as_stream, rewind_point
 from ._translate import translated
 
@@ -450,15 +451,14 @@ class S3Repository:
             return digest
         stream = as_stream(body)
         origin = rewind_point(stream)
-        reader = HashingReader(stream)
         if origin is not None:
             # A file: hash it, then store it straight under its key (put_file hashes it
             # again on the way): no server-side copy, and no upload if it is stored.
-            reader.drain()
-            file = File(reader.digest, reader.size)
+            file = _file_of(stream)
             stream.seek(origin)
             self.put_file(file, stream)
             return file.digest
+        reader = HashingReader(stream)
         first = reader.read(self.lookahead)
         if reader.eof:
             self._store_known(reader.digest, first)
@@ -517,15 +517,15 @@ class S3Repository:
 
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-hash") as pool:
             files = list(pool.map(hash_one, paths))
-        by_digest: dict[Digest, list[Path]] = {}
+        paths_of: dict[File, list[Path]] = {}  # each content once, whatever its copies
         for path, file in zip(paths, files, strict=True):
-            by_digest.setdefault(file.digest, []).append(path)
+            paths_of.setdefault(file, []).append(path)
         absent = self._absent_by_listing(
-            sorted(self.layout.object_key(digest) for digest in by_digest)
+            sorted(self.layout.object_key(file.digest) for file in paths_of)
         )
 
         def store(file: File) -> None:
-            same = by_digest[file.digest]
+            same = paths_of[file]
             with same[0].open("rb") as body:
                 if self.layout.object_key(file.digest) in absent:
                     self._write_verified(file, body)
@@ -535,9 +535,8 @@ class S3Repository:
                 for path in same:
                     on_stored(path, file)
 
-        unique = list({file.digest: file for file in files}.values())
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool:
-            list(pool.map(store, unique))
+            list(pool.map(store, paths_of))
         return files
 
     def _absent_by_listing(self, keys: list[str]) -> set[str]:
@@ -552,17 +551,15 @@ class S3Repository:
             return set()
         absent: set[str] = set()
         start = _position(keys[0]) or 0
-        args: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Prefix": self.layout.objects_shard(""),
-            "StartAfter": key_before(keys[0]),
-            "MaxKeys": self.list_page_size,
-        }
-        pending, pages = keys, 0
-        while pending:
-            with translated(f"listing {self}"):
-                page = self.client.list_objects_v2(**args)
-            pages += 1
+        pending = keys
+        listing = list_pages(
+            self.client,
+            self.bucket,
+            self.layout.objects_shard(""),
+            key_before(keys[0]),
+            self.list_page_size,
+        )
+        for pages, (_, page) in enumerate(listing, 1):
             contents = page.get("Contents", [])
             listed = {item["Key"] for item in contents}
             if not page.get("IsTruncated"):
@@ -580,8 +577,6 @@ class S3Repository:
             pages_left = ((_position(pending[-1]) or 0) - reached) * pages / max(reached - start, 1)
             if pages_left >= len(pending):
                 break
-            args["ContinuationToken"] = page["NextContinuationToken"]
-            args.pop("StartAfter", None)
         return absent
 
     def _write_verified(self, file: File, body: bytes | bytearray | memoryview | BinaryIO) -> None:
@@ -853,12 +848,17 @@ class S3Repository:
         )
 
 
-def _hash_file(path: Path) -> File:
-    """The File of what ``path`` holds now: one pass, nothing kept."""
-    with path.open("rb") as body:
-        reader = HashingReader(body)
-        reader.drain()
+def _file_of(stream: BinaryIO) -> File:
+    """The File of the rest of ``stream``: one pass, nothing kept."""
+    reader = HashingReader(stream)
+    reader.drain()
     return File(reader.digest, reader.size)
+
+
+def _hash_file(path: Path) -> File:
+    """The File of what ``path`` holds now."""
+    with path.open("rb") as body:
+        return _file_of(body)
 
 
 def _position(key: str) -> int | None:
