@@ -18,9 +18,13 @@ class Row:
     ours: list[Sample]
     baseline: list[Sample]
 
+    def samples(self, side: str) -> list[Sample]:
+        """The repetitions of one side: "ours" or "baseline"."""
+        return self.ours if side == "ours" else self.baseline
+
     def throughput(self, side: str) -> float:
         """The median throughput of a side, in the case's unit."""
-        samples = self.ours if side == "ours" else self.baseline
+        samples = self.samples(side)
         return self.case.scale(statistics.median(s.throughput for s in samples))
 
     @property
@@ -30,7 +34,7 @@ class Row:
 
     def memory(self, side: str) -> float:
         """MiB: the structure's traced size where the case measures one, else peak RSS."""
-        samples = self.ours if side == "ours" else self.baseline
+        samples = self.samples(side)
         values = [s.memory if s.memory is not None else s.peak_rss for s in samples]
         return statistics.median(values) / (1024 * 1024)
 
@@ -40,7 +44,7 @@ class Row:
 
     def requests(self, side: str) -> float | None:
         """The median number of requests a side sent to S3, where it used S3."""
-        samples = self.ours if side == "ours" else self.baseline
+        samples = self.samples(side)
         counts = [s.requests for s in samples]
         if any(c is None for c in counts):
             return None
@@ -48,7 +52,7 @@ class Row:
 
     def cpu(self, side: str, server: bool = False) -> float | None:
         """Median CPU use during the timed section, in % of one core."""
-        samples = self.ours if side == "ours" else self.baseline
+        samples = self.samples(side)
         used = [s.server_cpu if server else s.cpu for s in samples]
         if any(u is None for u in used):
             return None
