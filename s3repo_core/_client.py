@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 
 from ._errors import InvalidArgumentError
-from ._translate import translated
+from ._translate import check_response, translated
 
 __all__ = ["client_for", "default_config", "make_client", "prepare_client", "set_client"]
 
@@ -101,6 +101,7 @@ def prepare_client(client: Any) -> Any:
     client.meta.events.register(
         "before-sign.s3.DeleteObjects", _add_content_md5, unique_id="s3repo-content-md5"
     )
+    client.meta.events.register("after-call.s3", check_response, unique_id="s3repo-check-response")
     return client
 
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import ConflictError, InvalidArgumentError, RepositoryError
-from ._lease import is_expired, list_leases, read_leases, write_lease
+from ._errors import ConflictError, InvalidArgumentError, RepositoryError, UnavailableError
+from ._lease import HeldLease, list_leases, read_leases
 from ._listing import common_prefix, key_before, list_pages
 from ._names import Layout
 from ._translate import error_code, translated
@@ -234,12 +234,13 @@ class Collector:
         self._unknown_outcome = False
         self._decision_ttl = repo.settle.total_seconds() / 4
         self._pending = threading.BoundedSemaphore(2 * repo.concurrency)
+        self._lease: HeldLease | None = None
 
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> CollectReport:
         started = time.monotonic()
-        lease_key = None if self.dry_run else self._acquire_lease()
+        self._lease = None if self.dry_run else self._acquire_lease()
         try:
             with (
                 ThreadPoolExecutor(
@@ -257,35 +258,52 @@ class Collector:
                     if (error := future.exception()) is not None:
                         raise error
         finally:
-            if lease_key is not None:
+            if self._lease is not None:
                 if self._unknown_outcome:
                     # A delete may still land; writers keep waiting while the lease is up.
                     time.sleep(self.repo.settle.total_seconds())
-                self.repo._delete_quietly(lease_key)
+                self._lease.release()
         self.report.duration = time.monotonic() - started
         return self.report
 
-    def _acquire_lease(self) -> str:
+    def _acquire_lease(self) -> HeldLease:
+        """Write our lease, then yield to any older live one that holds our shards.
+
+        Whatever fails after the lease is written, it is removed before the error
+        propagates; dead leases (see ``_lease``) are removed on the way.
+        """
         repo = self.repo
-        key = repo.layout.new_lease_key()
-        write_lease(self.client, repo.bucket, key, self.shards, self.threshold)
-        now = repo._server_now()
-        listed = list_leases(self.client, repo.bucket, repo.layout)
-        live = [(k, modified) for k, modified in listed if not is_expired(modified, now)]
-        for lease in read_leases(self.client, repo.bucket, live):
-            if lease.key == key:
-                break
-            if not lease.shards or lease.shards & set(self.shards):
-                repo._delete_quietly(key)
-                raise ConflictError(
-                    f"another collection of {repo} holds shards "
-                    f"{sorted(lease.shards & set(self.shards)) or 'all'} "
-                    f"(lease {lease.key}, since {lease.modified:%Y-%m-%d %H:%M:%S}Z)"
-                )
-        for expired, modified in listed:
-            if is_expired(modified, now):
-                repo._delete_quietly(expired)
-        return key
+        times = repo.lease_times
+        lease = HeldLease(
+            self.client,
+            repo.bucket,
+            repo.layout.new_lease_key(),
+            {"shards": self.shards, "threshold": self.threshold.isoformat()},
+            times,
+        )
+        try:
+            lease.write()
+            lease.start_heartbeat()
+            now = repo._server_now()
+            listed = list_leases(self.client, repo.bucket, repo.layout)
+            live = [(k, modified) for k, modified in listed if not times.is_dead(modified, now)]
+            for other in read_leases(self.client, repo.bucket, live):
+                if other.key == lease.key:
+                    break
+                if not other.shards or other.shards & set(self.shards):
+                    raise ConflictError(
+                        f"another collection of {repo} holds shards "
+                        f"{sorted(other.shards & set(self.shards)) or 'all'} "
+                        f"(lease {other.key}, renewed {other.modified:%Y-%m-%d %H:%M:%S}Z; "
+                        f"it dies {times.ttl.total_seconds():g}s after its last renewal)"
+                    )
+            for dead, modified in listed:
+                if times.is_dead(modified, now):
+                    repo._delete_quietly(dead)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
 
     def _run_shard(self, shard: str, deleters: ThreadPoolExecutor) -> list[Future[None]]:
         if shard == UPLOADS:
@@ -407,8 +425,7 @@ class Collector:
         for attempt in range(MAX_DELETE_ATTEMPTS):
             if attempt:
                 time.sleep(min(0.2 * 2**attempt, 5.0))
-            if time.monotonic() - decided_at > self._decision_ttl:
-                decided_at, pending = self._look_again(pending, count, sent_blind)
+            decided_at, pending = self._ready_to_send(pending, decided_at, count, sent_blind)
             if not pending:
                 return
             sizes = dict(pending)
@@ -439,6 +456,25 @@ class Collector:
             decided_at = float("-inf")
         with self._lock:
             self.report.errors.extend(failures[k] for k, _ in pending if k in failures)
+
+    def _ready_to_send(
+        self,
+        pending: list[Candidate],
+        decided_at: float,
+        count: Callable[[str, int], None],
+        sent_blind: bool,
+    ) -> tuple[float, list[Candidate]]:
+        """The keys to delete now: looked at again if their decision is stale, and only
+        once our lease is sure to outlive the delete (it may land up to settle later)."""
+        settle = self.repo.settle.total_seconds()
+        for _ in range(8):
+            if self._lease is not None:
+                self._lease.wait_live_for(settle)
+            if time.monotonic() - decided_at > self._decision_ttl:
+                decided_at, pending = self._look_again(pending, count, sent_blind)
+            if not pending or self._lease is None or self._lease.is_live_for(settle):
+                return decided_at, pending
+        raise UnavailableError(f"the collection lease of {self.repo} keeps running short")
 
     def _look_again(
         self, pending: list[Candidate], count: Callable[[str, int], None], sent_blind: bool

@@ -8,17 +8,13 @@ written by either is read by the other.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import logging
 import math
 import os
-import tempfile
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import chain
@@ -30,8 +26,9 @@ from ._client import client_for, prepare_client
 from ._collect import CollectionFailedError, Collector, CollectReport, shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
+from ._download import Download
 from ._errors import IntegrityError, InvalidArgumentError, NotExistError
-from ._lease import any_lease
+from ._lease import LeaseTimes, any_live_lease
 from ._listing import key_before, list_pages
 from ._multipart import MultipartUpload, copy_parts
 from ._names import Layout, check_bucket
@@ -107,6 +104,13 @@ class S3Repository:
 
     It assumes that S3 applies a DeleteObjects request within three quarters of
     ``settle`` of its being sent (collection never resends one without looking again).
+
+    A collection holds a lease while it deletes, renewed every ``heartbeat`` (default:
+    half of ``settle``, 1 to 30 s) and dead ``lease_ttl`` after its last renewal
+    (default ``settle + 4 * heartbeat + 2 s``, about 3 minutes; at least ``settle + 2 *
+    heartbeat + 2 s``), so a killed collector blocks writers and other collections for
+    at most that long. It sends a delete only while its lease is certain to stay live
+    until the delete has landed (see ``_lease``).
     """
 
     scheme = "s3r"
@@ -126,6 +130,8 @@ class S3Repository:
         refresh_window: timedelta = DEFAULT_REFRESH_WINDOW,
         grace: timedelta = DEFAULT_GRACE,
         settle: timedelta = DEFAULT_SETTLE,
+        heartbeat: timedelta | None = None,
+        lease_ttl: timedelta | None = None,
     ) -> None:
         self.bucket = check_bucket(bucket)
         self.layout = Layout(prefix)
@@ -152,6 +158,7 @@ class S3Repository:
         self.refresh_window = refresh_window
         self.grace = grace
         self.settle = settle
+        self.lease_times = LeaseTimes.derive(settle, heartbeat, lease_ttl)
         self._self_copy_refreshes: bool | None = None
 
     # -- naming ---------------------------------------------------------------------
@@ -210,13 +217,25 @@ class S3Repository:
         except NotExistError:
             return None
 
+    def _missing(self, digest: Digest) -> NotExistError:
+        """The error for an object a HEAD did not find, after one LIST to name it right.
+
+        A HEAD's 404 has no body, so it cannot tell a missing object from a missing
+        bucket, or from a web server that is not S3; the LIST's answer can.
+        """
+        with translated(f"s3://{self.bucket}"):
+            self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=self.layout.object_key(digest), MaxKeys=1
+            )
+        return NotExistError(f"{digest} is not in {self}")
+
     def stat(self, digest: Digest | str) -> File:
         """The stored object's File. Raises NotExistError if it (or the bucket) is missing."""
         digest = _as_digest(digest)
         key = self.layout.object_key(digest)
         head = self._head(key)
         if head is None:
-            raise NotExistError(f"{digest} is not in {self}")
+            raise self._missing(digest)
         return File(digest, int(head["ContentLength"]))
 
     def get(self, digest: Digest | str) -> BinaryIO:
@@ -249,185 +268,29 @@ class S3Repository:
         """Download the object into ``dest`` (a path or an open binary file); verified.
 
         Ranges are fetched concurrently and written at their offsets while they are
-        hashed in order. A path is written to a temporary file beside it and renamed
-        only once the bytes verify, so a failed download leaves ``dest`` untouched;
-        an open file receives the bytes at its current position. Returns the byte count.
-        Raises NotExistError if the object is missing, IntegrityError if it is corrupt.
+        hashed in order; a range that breaks off or comes back short is resumed from
+        where it stopped, pinned to the object's ETag, a few times (``Download.max_resumes``). A
+        path is written to a temporary file beside it (created as any file is, under
+        the umask) and renamed only once the bytes verify, so a failed download leaves
+        ``dest`` untouched; an open file receives the bytes at its current position.
+        Returns the byte count. Raises NotExistError if the object is missing,
+        IntegrityError if it is corrupt, and FileNotFoundError or IsADirectoryError
+        for a destination path that cannot be written.
         """
         digest = _as_digest(digest)
         key = self.layout.object_key(digest)
         head = self._head(key)
         if head is None:
-            raise NotExistError(f"{digest} is not in {self}")
+            raise self._missing(digest)
         size = int(head["ContentLength"])
-        etag = head.get("ETag")
+        download = Download(self, digest, key, size, head.get("ETag"))
         if isinstance(dest, str | os.PathLike):
-            return self._get_to_path(digest, key, size, etag, Path(dest))
+            return download.to_path(Path(dest))
         if not callable(getattr(dest, "write", None)):
             raise InvalidArgumentError(
                 f"dest is a path or a writable binary file, got {type(dest).__name__}"
             )
-        return self._get_to_file(digest, key, size, etag, dest)
-
-    def _get_to_path(
-        self, digest: Digest, key: str, size: int, etag: str | None, dest: Path
-    ) -> int:
-        if dest.is_dir():
-            raise InvalidArgumentError(f"dest {str(dest)!r} is a directory")
-        if not dest.parent.is_dir():
-            raise NotExistError(f"directory {str(dest.parent)!r} does not exist")
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{dest.name}.", suffix=".s3repo-part", dir=dest.parent or "."
-        )
-        try:
-            with os.fdopen(fd, "r+b") as out:
-                if size > self.part_size:
-                    self._get_to_readable_file(digest, key, size, etag, out)
-                else:
-                    self._get_to_file(digest, key, size, etag, out)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return size
-
-    def _get_to_readable_file(
-        self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
-    ) -> None:
-        """Download into a file we can read back: ranges are written as they arrive.
-
-        No range waits for an earlier one (a slow range would otherwise idle the other
-        workers); the hash reads the written bytes back in order from the page cache
-        as soon as they are contiguous, so memory stays at the ranges in flight.
-        """
-        what = self._where(key)
-        write_at = self._positional_writer(out, 0)
-        fd = out.fileno()
-        get_range = self._range_getter(key, etag)
-
-        def fetch(first: int, end: int) -> None:
-            with translated(what):
-                body = get_range(first, end)
-                offset = first
-                while chunk := body.read(MiB):
-                    if offset + len(chunk) > end:
-                        break
-                    write_at(offset, chunk)
-                    offset += len(chunk)
-            if offset != end:
-                raise IntegrityError(f"{what}: range {first}-{end - 1} returned a wrong length")
-
-        hasher = hashlib.sha256()
-        ranges = self._ranges(size)
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get") as pool:
-            futures = [pool.submit(fetch, first, end) for first, end in ranges]
-            try:
-                for future, (first, end) in zip(futures, ranges, strict=True):
-                    future.result()
-                    for offset in range(first, end, MiB):
-                        hasher.update(os.pread(fd, min(MiB, end - offset), offset))
-            finally:
-                for future in futures:
-                    future.cancel()
-        _check_hash(what, hasher, digest)
-
-    def _ranges(self, size: int) -> list[tuple[int, int]]:
-        """The [first, end) byte ranges of a download in parts."""
-        return [
-            (first, min(first + self.part_size, size)) for first in range(0, size, self.part_size)
-        ]
-
-    def _range_getter(self, key: str, etag: str | None) -> Callable[[int, int], Any]:
-        """``get(first, end)``: the body of bytes [first, end) of ``key``, pinned to ``etag``."""
-        pinned = {"IfMatch": etag} if etag else {}
-        client = self.client
-
-        def get(first: int, end: int) -> Any:
-            return client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={first}-{end - 1}", **pinned
-            )["Body"]
-
-        return get
-
-    def _get_to_file(
-        self, digest: Digest, key: str, size: int, etag: str | None, out: BinaryIO
-    ) -> int:
-        what = self._where(key)
-        base = out.tell() if callable(getattr(out, "tell", None)) else 0
-        write_at = self._positional_writer(out, base)
-        ranges = self._ranges(size)
-        pinned = {"IfMatch": etag} if etag else {}
-        client = self.client
-        get_range = self._range_getter(key, etag)
-
-        def fetch(first: int, end: int) -> bytes:
-            with translated(what):
-                data: bytes = get_range(first, end).read()
-            if len(data) != end - first:
-                raise IntegrityError(f"{what}: range {first}-{end - 1} returned {len(data)} bytes")
-            write_at(first, data)
-            return data
-
-        hasher = hashlib.sha256()
-        if len(ranges) <= 1:
-            with translated(what):
-                data = client.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"].read()
-            write_at(0, data)
-            hasher.update(data)
-            received = len(data)
-        else:
-            received = 0
-            window = self.concurrency + 2
-            pending = iter(ranges)
-            in_flight: deque[Future[bytes]] = deque()
-            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get") as pool:
-                try:
-                    for first, end in pending:
-                        in_flight.append(pool.submit(fetch, first, end))
-                        if len(in_flight) >= window:
-                            data = in_flight.popleft().result()
-                            hasher.update(data)
-                            received += len(data)
-                    while in_flight:
-                        data = in_flight.popleft().result()
-                        hasher.update(data)
-                        received += len(data)
-                finally:
-                    for future in in_flight:
-                        future.cancel()
-        if received != size:
-            raise IntegrityError(f"{what}: received {received} bytes, expected {size}")
-        _check_hash(what, hasher, digest)
-        if callable(getattr(out, "seek", None)):
-            out.seek(base + size)
-        return size
-
-    @staticmethod
-    def _positional_writer(out: BinaryIO, base: int) -> Any:
-        """A thread-safe ``write_at(offset, data)`` for ``out``: pwrite where it can."""
-        try:
-            fileno = out.fileno()
-            out.flush()
-        except (AttributeError, OSError, io.UnsupportedOperation):
-            fileno = None
-        if fileno is not None and hasattr(os, "pwrite"):
-
-            def pwrite(offset: int, data: bytes) -> None:
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(fileno, view, base + offset)
-                    view = view[written:]
-                    offset += written
-
-            return pwrite
-        lock = threading.Lock()
-
-        def seek_write(offset: int, data: bytes) -> None:
-            with lock:
-                out.seek(base + offset)
-                out.write(data)
-
-        return seek_write
+        return download.to_file(dest)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -696,7 +559,8 @@ class S3Repository:
             {"MetadataDirective": "REPLACE", "Metadata": metadata} if metadata else {}
         )
         if size <= self.copy_threshold:
-            with translated(f"copying {self._where(src_key)} to {self._where(dst_key)}"):
+            src = f"s3://{source['Bucket']}/{src_key}"
+            with translated(f"copying {src} to {self._where(dst_key)}"):
                 self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
             return
         create = {"Metadata": metadata} if metadata else {}
@@ -735,7 +599,9 @@ class S3Repository:
             wait = modified + settled - now
         # Modified within `settle`: a collection that saw the object before that may
         # still have a delete in flight. Wait it out if one is running, then look.
-        if any_lease(self.client, self.bucket, self.layout, _server_time(head)):
+        if any_live_lease(
+            self.client, self.bucket, self.layout, _server_time(head), self.lease_times
+        ):
             time.sleep(max(0.0, wait.total_seconds()))
         return self._head(key) is not None
 
@@ -878,7 +744,7 @@ def _transfer(digest: Digest, src: Any, dst: Any) -> None:
         src_key = src.layout.object_key(digest)
         head = src._head(src_key)
         if head is None:
-            raise NotExistError(f"{digest} is not in {src}")
+            raise src._missing(digest)
         size = int(head["ContentLength"])
         dst_key = dst.layout.object_key(digest)
         existing = dst._head(dst_key)

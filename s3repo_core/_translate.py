@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import botocore.exceptions as bx
 from boto3.exceptions import Boto3Error
+from botocore.parsers import ResponseParserError
 
 from ._errors import (
+    IntegrityError,
     InvalidArgumentError,
     NotExistError,
     NotSupportedError,
@@ -21,7 +24,14 @@ from ._errors import (
     UnavailableError,
 )
 
-__all__ = ["ERROR_CODES", "error_code", "translate", "translated"]
+__all__ = [
+    "ERROR_CODES",
+    "NotS3Response",
+    "check_response",
+    "error_code",
+    "translate",
+    "translated",
+]
 
 #: S3 error codes (and bare HTTP statuses, which HEAD responses carry) by the error
 #: they become. Codes not listed become a plain RepositoryError.
@@ -60,8 +70,20 @@ ERROR_CODES: dict[str, type[RepositoryError]] = {
     "RequestTimeout": UnavailableError,
 }
 
+
+class NotS3Response(bx.BotoCoreError):
+    """A response that lacks what S3 always sends (raised by :func:`check_response`)."""
+
+    fmt = "the endpoint does not look like S3: {detail}"
+
+
 # Errors raised before or instead of an S3 response, most specific first.
 _CLIENT_SIDE: tuple[tuple[type[Exception], type[RepositoryError], str], ...] = (
+    (NotS3Response, UnavailableError, "unexpected response"),
+    (ResponseParserError, UnavailableError, "the endpoint does not look like S3"),
+    # The server's full-object checksum does not match the bytes received.
+    (bx.FlexibleChecksumError, IntegrityError, "the bytes do not match the server's checksum"),
+    (bx.ChecksumError, IntegrityError, "the bytes do not match the server's checksum"),
     (bx.NoCredentialsError, PermissionDeniedError, "no AWS credentials were found"),
     (bx.PartialCredentialsError, PermissionDeniedError, "AWS credentials are incomplete"),
     (bx.NoRegionError, InvalidArgumentError, "no AWS region is configured"),
@@ -100,9 +122,16 @@ def translate(exc: Exception, what: str) -> RepositoryError:
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message") or code
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if _not_s3_error(exc, code, status):
+            return UnavailableError(
+                f"{what}: the endpoint does not look like S3: it answered HTTP {status} "
+                "without an S3 error"
+            )
         kind = ERROR_CODES.get(code) or ERROR_CODES.get(str(status), RepositoryError)
         if kind is NotExistError and code == "NoSuchBucket":
-            return NotExistError(f"{what}: bucket does not exist ({message})")
+            name = exc.response.get("Error", {}).get("BucketName")
+            bucket = f"bucket {name!r}" if name else "bucket"
+            return NotExistError(f"{what}: {bucket} does not exist")
         if kind is NotExistError:
             return NotExistError(f"{what}: does not exist")
         return kind(f"{what}: {code or status}: {message}")
@@ -115,6 +144,58 @@ def translate(exc: Exception, what: str) -> RepositoryError:
     if type(exc).__module__.startswith("urllib3"):
         return UnavailableError(f"{what}: {type(exc).__name__}: {exc}")
     return RepositoryError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+#: What S3 answers to HEAD (no body, so no error code) when nothing is wrong with it.
+_HEAD_STATUSES = frozenset({"301", "304", "307", "400", "403", "404", "412", "500", "501", "503"})
+
+
+def _not_s3_error(exc: bx.ClientError, code: str, status: object) -> bool:
+    """An error answer S3 would never give: no S3 error code where S3 sends one.
+
+    S3 answers every request with a body with an XML error naming its code; only HEAD
+    responses, which have no body, carry a bare status, and only some statuses.
+    """
+    if not code:
+        return True
+    if not code.isdigit():
+        return False
+    if exc.operation_name.startswith("Head"):
+        return code not in _HEAD_STATUSES
+    return int(code) < 500 or code == "501"
+
+
+#: Fields S3 always sends in a successful response, by operation.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "HeadObject": ("ETag", "LastModified"),
+    "GetObject": ("ETag", "LastModified"),
+    "PutObject": ("ETag",),
+    "CreateMultipartUpload": ("UploadId",),
+    "UploadPart": ("ETag",),
+    "UploadPartCopy": ("CopyPartResult",),
+    "CompleteMultipartUpload": ("ETag",),
+    "CopyObject": ("CopyObjectResult",),
+    "ListObjectsV2": ("IsTruncated",),
+    "ListMultipartUploads": ("IsTruncated",),
+}
+
+
+def check_response(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """botocore's after-call hook: a 2xx answer without what S3 always sends is refused.
+
+    A plain web server answers 200 to everything; without this, puts would "succeed"
+    and stat would return the size of an HTML page.
+    """
+    if not 200 <= http_response.status_code < 300:
+        return
+    missing = [name for name in _REQUIRED.get(model.name, ()) if name not in parsed]
+    if model.name == "DeleteObjects" and b"DeleteResult" not in (http_response.content or b""):
+        missing.append("DeleteResult")
+    if missing:
+        raise NotS3Response(
+            detail=f"its {http_response.status_code} answer to {model.name} "
+            f"has no {', '.join(missing)}"
+        )
 
 
 def _is_boundary_error(exc: Exception) -> bool:

@@ -316,11 +316,29 @@ def test_an_object_corrupted_behind_our_back_fails_every_read(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
 
-def test_get_file_into_a_missing_directory_is_not_exist(repo: S3Repository, tmp_path: Path) -> None:
+def test_get_file_into_a_missing_directory_is_a_local_file_error(
+    repo: S3Repository, tmp_path: Path
+) -> None:
+    """A local problem is an OSError, not a missing object: the CLI tells them apart."""
     digest = repo.put(b"content")
-    with pytest.raises(NotExistError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
         repo.get_file(digest, tmp_path / "missing" / "dest")
+    with pytest.raises(IsADirectoryError):
+        repo.get_file(digest, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [10, 2 * PART + 1])
+def test_get_file_creates_files_under_the_umask(
+    repo: S3Repository, tmp_path: Path, size: int
+) -> None:
+    digest = repo.put(payload(size, seed=3))
+    old = os.umask(0o027)
+    try:
+        repo.get_file(digest, tmp_path / "dest")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "dest").stat().st_mode & 0o777 == 0o640
 
 
 @pytest.mark.parametrize("size", [10, 3 * PART + 2])

@@ -50,13 +50,14 @@ def test_every_error_is_a_repository_error(kind: type[Exception]) -> None:
     assert issubclass(kind, RepositoryError)
 
 
-def client_error(code: str, status: int = 400) -> bx.ClientError:
+def client_error(code: str, status: int = 400, operation: str = "") -> bx.ClientError:
+    """An error as botocore raises it; a bare status code comes from a HEAD by default."""
     return bx.ClientError(
         {
             "Error": {"Code": code, "Message": f"message for {code}"},
             "ResponseMetadata": {"HTTPStatusCode": status},
         },
-        "SomeOperation",
+        operation or ("HeadObject" if code.isdigit() else "GetObject"),
     )
 
 
@@ -114,3 +115,34 @@ def test_boto3_transfer_errors_are_translated_by_their_cause() -> None:
     except S3UploadFailedError as wrapped:
         assert type(translate(wrapped, "x")) is NotExistError
     assert type(translate(S3UploadFailedError("no cause"), "x")) is RepositoryError
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "operation"),
+    [
+        ("", 404, "GetObject"),  # an HTML 404 page: botocore finds no code in it
+        ("", 403, "ListObjectsV2"),
+        ("404", 404, "PutObject"),  # a bare status where S3 always sends its XML error
+        ("501", 501, "ListObjectsV2"),
+        ("405", 405, "HeadObject"),  # S3 never answers HEAD with 405
+    ],
+)
+def test_an_error_s3_would_never_send_says_the_endpoint_is_not_s3(
+    code: str, status: int, operation: str
+) -> None:
+    error = translate(client_error(code, status, operation), "s3://b/k")
+    assert type(error) is UnavailableError
+    assert "does not look like S3" in str(error)
+
+
+def test_a_missing_bucket_is_named() -> None:
+    exc = client_error("NoSuchBucket", 404)
+    exc.response["Error"]["BucketName"] = "mirror"
+    assert str(translate(exc, "copying s3://src/k")) == (
+        "copying s3://src/k: bucket 'mirror' does not exist"
+    )
+
+
+def test_a_checksum_mismatch_is_an_integrity_error() -> None:
+    exc = bx.FlexibleChecksumError(error_msg="Expected checksum x did not match calculated y")
+    assert type(translate(exc, "s3://b/k")) is IntegrityError
