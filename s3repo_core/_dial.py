@@ -25,11 +25,19 @@ def registered_schemes() -> list[str]:
 def dial(url: str) -> Any:
     """Open the repository at ``url``, e.g. ``s3r://bucket/prefix``.
 
-    Raises InvalidArgumentError for a malformed URL and NotSupportedError for a scheme
-    no repository is registered for.
+    Raises InvalidArgumentError for a malformed URL (control characters, surrounding
+    whitespace, a bad bucket or prefix: see :func:`~s3repo_core._names.clean_prefix`)
+    and NotSupportedError for a scheme no repository is registered for.
     """
     if not isinstance(url, str):
         raise InvalidArgumentError(f"a repository URL is a string, got {type(url).__name__}")
+    # urlsplit silently drops tabs and newlines and strips leading controls and spaces:
+    # "s3r://bucket\n/x" would open s3r://bucket/x. Refuse instead.
+    if url != url.strip() or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidArgumentError(
+            f"malformed repository URL {url!r}: it holds whitespace at an end or a control "
+            "character"
+        )
     try:
         parsed = urlsplit(url)
     except ValueError as exc:

@@ -9,13 +9,16 @@ and one addition of ours, which the original never reads:
 
     <prefix>/collections/<16 lowercase hex>      leases of running collections
 
-with no leading slash, and no ``<prefix>/`` at all when the prefix is empty.
+with no leading slash, and no ``<prefix>/`` at all when the prefix is empty. The names
+of these areas, and of those later versions add, are :data:`RESERVED_AREAS`: nothing
+but the repository writes under them (see :func:`reserved_area_of`).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,17 +27,23 @@ from ._digest import ALGORITHM, Digest
 from ._errors import InvalidArgumentError
 from .liveset import DIGEST_DTYPE
 
-__all__ = ["Layout", "check_bucket", "clean_prefix"]
+__all__ = ["RESERVED_AREAS", "Layout", "check_bucket", "clean_prefix", "reserved_area_of"]
 
 OBJECTS = "objects"
 UPLOADS = "uploads"
 COLLECTIONS = "collections"
+TOUCHES = "touches"
+QUARANTINE = "quarantine"
+#: The areas a repository keeps under its prefix, today's and those being added
+#: (touch records, quarantine). The one list: anything that must stay out of a
+#: repository's key space checks it.
+RESERVED_AREAS: frozenset[str] = frozenset({OBJECTS, UPLOADS, COLLECTIONS, TOUCHES, QUARANTINE})
 
 # S3's rules for general purpose buckets: 3-63 characters of lowercase letters, digits,
 # dots and hyphens, starting and ending with a letter or digit, no "..", not an IP.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-_UPLOAD_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_UPLOAD_TOKEN = re.compile(r"[0-9a-f]{16}")
 
 
 def _hex_pair_table() -> np.ndarray:
@@ -58,9 +67,9 @@ def check_bucket(bucket: str) -> str:
     """``bucket`` if it is a valid S3 bucket name; InvalidArgumentError otherwise."""
     if (
         not isinstance(bucket, str)
-        or not _BUCKET.match(bucket)
+        or not _BUCKET.fullmatch(bucket)
         or ".." in bucket
-        or _IPV4.match(bucket)
+        or _IPV4.fullmatch(bucket)
     ):
         raise InvalidArgumentError(
             f"invalid bucket name {bucket!r}: 3-63 lowercase letters, digits, '.' or '-', "
@@ -69,8 +78,40 @@ def check_bucket(bucket: str) -> str:
     return bucket
 
 
+def _is_noncharacter(code: int) -> bool:
+    """U+FDD0..U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, ...)."""
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+
+
+def _unusable(char: str) -> str | None:
+    """Why ``char`` may not be part of a prefix, or None if it may."""
+    code = ord(char)
+    if char in "\\#?":
+        return f"{char!r}"
+    category = unicodedata.category(char)
+    if category == "Cc":  # C0 controls, DEL, C1 controls
+        return f"the control character U+{code:04X}"
+    if category == "Cs":
+        return f"the lone surrogate U+{code:04X}, which is not text (a byte that is not UTF-8?)"
+    if category in ("Cf", "Zl", "Zp"):  # bidi controls, zero-width characters, separators
+        return f"the invisible format character U+{code:04X} ({unicodedata.name(char, '?')})"
+    if _is_noncharacter(code):
+        return f"the noncharacter U+{code:04X}"
+    return None
+
+
 def clean_prefix(prefix: str) -> str:
-    """``prefix`` without surrounding slashes; InvalidArgumentError for unusable ones."""
+    """``prefix`` without surrounding slashes; InvalidArgumentError for unusable ones.
+
+    A prefix is at most 900 bytes of UTF-8 in ``/``-separated segments, none empty,
+    ``.`` or ``..``. Refused anywhere in it: ``\\``, ``#`` and ``?`` (URLs), control
+    characters (C0, DEL, C1), surrogates (which UTF-8 cannot encode: they stand for
+    bytes that were not UTF-8), invisible format characters (Unicode category Cf, such
+    as the bidi override U+202E, which make a key read as another; and the line and
+    paragraph separators) and noncharacters (U+FDD0..U+FDEF, U+FFFE, U+FFFF, ...):
+    XML 1.0 cannot carry controls and noncharacters, so a LIST, and so collection,
+    cannot see keys that hold them.
+    """
     if not isinstance(prefix, str):
         raise InvalidArgumentError(f"a prefix is a string, got {type(prefix).__name__}")
     cleaned = prefix.strip("/")
@@ -79,13 +120,26 @@ def clean_prefix(prefix: str) -> str:
         raise InvalidArgumentError(
             f"invalid prefix {prefix!r}: no empty, '.' or '..' path segments"
         )
-    if any(ord(c) < 32 or c in "\\#?" for c in cleaned):
-        raise InvalidArgumentError(
-            f"invalid prefix {prefix!r}: no control characters, '\\', '#' or '?'"
-        )
+    for char in cleaned:
+        why = _unusable(char)
+        if why is not None:
+            raise InvalidArgumentError(f"invalid prefix {prefix!r}: it holds {why}")
     if len(cleaned.encode()) > 900:
         raise InvalidArgumentError(f"invalid prefix {prefix[:40]!r}...: longer than 900 bytes")
     return cleaned
+
+
+def reserved_area_of(key: str) -> str | None:
+    """The reserved area ``key`` lies in, for some repository prefix; else None.
+
+    A key lies in one when a segment of it other than the last (the key split at
+    ``/``) is one of :data:`RESERVED_AREAS`: ``<any prefix>/objects/<anything>`` is
+    the objects area of the repository at that prefix. Only whole segments count and
+    case matters (S3 keys are case-sensitive), so ``objects-2024/x``, ``my-uploads/x``,
+    ``Objects/x`` and a file named ``objects`` are not in one.
+    """
+    segments = key.split("/")[:-1]
+    return next((segment for segment in segments if segment in RESERVED_AREAS), None)
 
 
 class Layout:
@@ -163,4 +217,6 @@ class Layout:
         return decoded.astype(np.uint8).reshape(-1).view(DIGEST_DTYPE)
 
     def is_upload_key(self, key: str) -> bool:
-        return key.startswith(self.uploads) and bool(_UPLOAD_TOKEN.match(key[len(self.uploads) :]))
+        return key.startswith(self.uploads) and bool(
+            _UPLOAD_TOKEN.fullmatch(key[len(self.uploads) :])
+        )

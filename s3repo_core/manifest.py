@@ -44,7 +44,7 @@ from ._errors import (
     NotSupportedError,
     RepositoryError,
 )
-from ._names import check_bucket
+from ._names import RESERVED_AREAS, check_bucket, reserved_area_of
 from ._translate import translated
 from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset
 
@@ -55,6 +55,7 @@ __all__ = [
     "Manifest",
     "ManifestInfo",
     "ManifestRow",
+    "check_manifest_location",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",
@@ -205,6 +206,25 @@ class _Location:
         return f"s3://{self.bucket}/{self.path}" if self.is_s3 else self.path
 
 
+def check_manifest_location(dest: str | os.PathLike[str] | _Location) -> None:
+    """InvalidArgumentError if a manifest may not be written at ``dest``.
+
+    That is an ``s3://`` location inside some repository's key space (see
+    :func:`write_manifest`). Callers that do work before they write a manifest (an
+    ingest) can check its location first.
+    """
+    loc = dest if isinstance(dest, _Location) else _Location.parse(dest)
+    if not loc.is_s3:
+        return
+    area = reserved_area_of(loc.path)
+    if area is not None:
+        reserved = ", ".join(f"{name}/" for name in sorted(RESERVED_AREAS))
+        raise InvalidArgumentError(
+            f"refusing to write a manifest at {loc}: it is inside the {area}/ area of a "
+            f"repository's key space (no manifest goes under {reserved} of any prefix)"
+        )
+
+
 def _remove(path: str) -> None:
     with suppress(FileNotFoundError):
         os.remove(path)
@@ -349,10 +369,20 @@ def write_manifest(
     row (naming its number) or argument, NotExistError if the local directory or the
     bucket does not exist, and the translated S3 error if the upload fails; in every
     case nothing is left at ``dest``.
+
+    A manifest is never written into a repository's key space: an ``s3://`` key with a
+    segment other than its last that names one of the areas a repository keeps under
+    its prefix (``objects``, ``uploads``, ``collections``, ``touches``, ``quarantine``:
+    :data:`~s3repo_core._names.RESERVED_AREAS`), such as
+    ``s3://bucket/<prefix>/objects/...``, is refused with InvalidArgumentError, whatever
+    the prefix (any prefix can be a repository's), before anything is written. Whole
+    segments only: ``manifests/objects-2024/live.parquet`` or a key named ``objects``
+    are fine. Local paths are not S3 keys and are not checked.
     """
     loc = _Location.parse(dest)
     if loc.is_s3 and (not loc.path or loc.path.endswith("/")):
         raise InvalidArgumentError(f"{loc} names a prefix; a manifest needs a key")
+    check_manifest_location(loc)
     if not isinstance(created_by, str) or not created_by:
         raise InvalidArgumentError(f"created_by must be a non-empty str, got {created_by!r}")
     when = _utc(created_at if created_at is not None else datetime.now(UTC))

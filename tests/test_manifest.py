@@ -21,6 +21,7 @@ from s3repo_core.localserver import LocalS3
 from s3repo_core.manifest import (
     BATCH_ROWS,
     ManifestRow,
+    check_manifest_location,
     read_liveset,
     read_liveset_with_info,
     read_manifest,
@@ -208,6 +209,53 @@ def test_missing_s3_key_and_bucket_are_not_exist(bucket: str, server: LocalS3) -
             write_manifest(f"s3://{missing}/m.parquet", rows(1))
     finally:
         set_client(None, bucket=missing)
+
+
+@pytest.mark.parametrize(
+    ("key", "area"),
+    [
+        (f"some/prefix/objects/{Digest.of(b'x')}", "objects"),
+        ("objects/live.parquet", "objects"),
+        ("some/prefix/uploads/0123456789abcdef", "uploads"),
+        ("p/collections/live.parquet", "collections"),
+        ("p/touches/x/live.parquet", "touches"),
+        ("deep/er/quarantine/live.parquet", "quarantine"),
+        ("manifests/objects/live.parquet", "objects"),  # "manifests" may be a prefix too
+    ],
+)
+def test_a_manifest_is_never_written_into_a_repository_s_key_space(
+    bucket: str, s3: Any, key: str, area: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"inside the {area}/ area of a repository"):
+        write_manifest(f"s3://{bucket}/{key}", rows(3))
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    with pytest.raises(InvalidArgumentError):
+        check_manifest_location(f"s3://{bucket}/{key}")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "manifests/live.parquet",
+        "objects",  # a key named like an area, not under one
+        "some/prefix/objects.parquet",
+        "my-objects/live.parquet",
+        "objects-2024/live.parquet",
+        "Objects/live.parquet",  # keys are case-sensitive: not our area
+        "reports/uploads.d/live.parquet",
+    ],
+)
+def test_other_manifest_keys_are_fine(bucket: str, key: str) -> None:
+    url = f"s3://{bucket}/{key}"
+    assert write_manifest(url, rows(2)).location == url
+    assert list(read_manifest(url)) == rows(2)
+
+
+def test_a_local_path_is_not_an_s3_key_and_is_not_checked(tmp_path: Path) -> None:
+    dest = tmp_path / "objects" / "live.parquet"
+    dest.parent.mkdir()
+    write_manifest(dest, rows(2))
+    assert list(read_manifest(dest)) == rows(2)
 
 
 # -- validation when reading ----------------------------------------------------------
