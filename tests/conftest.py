@@ -8,15 +8,23 @@ runs once per server. Set ``S3REPO_TEST_SERVERS=moto`` to run against a subset.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from s3repo_core import S3Repository, set_client
-from s3repo_core.localserver import LocalS3, start_server
+from s3repo_core.localserver import LocalS3, juicefs_gateways, start_server
 
 SERVERS = [s for s in os.environ.get("S3REPO_TEST_SERVERS", "moto,juicefs").split(",") if s]
+
+# Every process this session starts, and every gateway they start, inherits this mark:
+# at the end the session looks for gateways that carry it (pytest_sessionfinish).
+_SESSION_MARK = ("S3REPO_TEST_SESSION", uuid.uuid4().hex)
+os.environ[_SESSION_MARK[0]] = _SESSION_MARK[1]
 
 _running: dict[str, LocalS3] = {}
 
@@ -31,6 +39,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for server in _running.values():
         server.stop()
     _running.clear()
+    # No test may leave a server process behind: fail the session if one did (and stop it).
+    leftover = juicefs_gateways("=".join(_SESSION_MARK))
+    if leftover:
+        for pid in leftover:
+            os.kill(pid, signal.SIGTERM)
+        print(
+            f"\nconftest: FAILED: the session left juicefs gateway processes running: "
+            f"{leftover} (now stopped)",
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", params=SERVERS)
