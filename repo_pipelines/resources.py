@@ -3,8 +3,12 @@
 Credentials are plain fields so that they can be given as ``EnvVar``: Dagster then
 shows the variable's name, never its value, in the UI and the run's config. Left
 unset, boto3's standard chain applies (``AWS_*`` variables, profiles, instance roles).
-Each process builds one boto3 client per distinct connection setting and shares it
-between steps and threads (boto3 clients are thread-safe).
+
+Timeouts and retries are those of ``s3repo_core``: a field left unset (None) means
+boto3's standard configuration for the retries (``AWS_MAX_ATTEMPTS``,
+``AWS_RETRY_MODE``, the profile), then s3repo's defaults, the same as the ``s3repo``
+command's. Each process builds one boto3 client per distinct connection setting and
+shares it between steps and threads (boto3 clients are thread-safe).
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import hashlib
 import os
 import threading
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, EnvVar
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from s3repo_core import S3Repository, make_client, set_client
+from s3repo_core._client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETRY_MODE,
+    RETRY_MODES,
+)
 
 __all__ = ["S3RepoResource"]
 
@@ -44,12 +55,25 @@ class S3RepoResource(ConfigurableResource):
     )
     secret_access_key: str | None = Field(default=None, description="Give as EnvVar.")
     session_token: str | None = Field(default=None, description="Give as EnvVar.")
-    max_attempts: int = Field(default=5, description="Attempts per S3 request, first included.")
-    retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
-        default="standard", description="botocore's retry mode."
+    max_attempts: int | None = Field(
+        default=None,
+        description="Attempts per S3 request, the first included; unset means "
+        f"AWS_MAX_ATTEMPTS or the profile's max_attempts, else {DEFAULT_MAX_ATTEMPTS}.",
     )
-    connect_timeout: float = Field(default=10.0, description="Seconds to connect.")
-    read_timeout: float = Field(default=60.0, description="Seconds to wait for a response.")
+    # A str, not a Literal: Dagster's config has no optional enum; checked below.
+    retry_mode: str | None = Field(
+        default=None,
+        description=f"botocore's retry mode, one of {', '.join(RETRY_MODES)}; unset means "
+        f"AWS_RETRY_MODE or the profile's retry_mode, else {DEFAULT_RETRY_MODE}.",
+    )
+    connect_timeout: float = Field(
+        default=DEFAULT_CONNECT_TIMEOUT, description="Seconds to open a connection."
+    )
+    read_timeout: float = Field(
+        default=DEFAULT_READ_TIMEOUT,
+        description="Seconds to wait for each read of a response (copies and multipart "
+        "completions, which the server may take minutes over, wait longer).",
+    )
     part_size_mib: int = Field(default=8, description="Multipart part size in MiB (5 or more).")
     concurrency: int = Field(default=8, description="Parts or files transferred at once.")
     grace_seconds: float = Field(
@@ -63,6 +87,13 @@ class S3RepoResource(ConfigurableResource):
     settle_seconds: float = Field(
         default=60.0, description="How long a DeleteObjects may take to apply."
     )
+
+    @field_validator("retry_mode")
+    @classmethod
+    def _known_retry_mode(cls, mode: str | None) -> str | None:
+        if mode is not None and mode not in RETRY_MODES:
+            raise ValueError(f"retry_mode must be one of {', '.join(RETRY_MODES)}")
+        return mode
 
     @classmethod
     def from_env(cls) -> S3RepoResource:

@@ -2,18 +2,24 @@
 
 The repository is ``--repo s3r://bucket/prefix`` or ``$S3REPO_URL``. The S3 endpoint,
 region and credentials come from boto3's standard configuration (``AWS_ENDPOINT_URL_S3``,
-``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/``...). Every repository error is printed
-as ``s3repo: error: <message>`` with an exit code that tells its kind (see ``EXIT_CODES``).
+``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/``...); timeouts and retries from
+``--timeout`` and ``--retries``, else that configuration, else s3repo's defaults (see
+``s3repo_core._client``), and each retry is reported on stderr. Every error is printed
+as ``s3repo: error: <message>`` with an exit code that tells its kind (see ``EXIT_CODES``,
+``USAGE_ERROR`` and ``LOCAL_FILE_ERROR``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
+import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import (
@@ -21,19 +27,32 @@ from . import (
     IntegrityError,
     InvalidArgumentError,
     NotExistError,
+    NotSupportedError,
     RepositoryError,
     dial,
 )
+from ._client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    LONG_READ_TIMEOUT,
+    make_client,
+    using_client,
+)
 
-__all__ = ["EXIT_CODES", "main"]
+__all__ = ["EXIT_CODES", "LOCAL_FILE_ERROR", "USAGE_ERROR", "main"]
 
-#: The exit code of each kind of error, most specific first; any other error exits 1.
+#: The exit code of each kind of repository error, most specific first; any other
+#: error exits 1 (the store unreachable, refusing, or not S3).
 EXIT_CODES: tuple[tuple[type[RepositoryError], int], ...] = (
     (InvalidArgumentError, 2),
     (NotExistError, 3),
     (IntegrityError, 4),
 )
+#: Bad usage: an unknown command or option, a bad digest or URL, an unsupported scheme.
 USAGE_ERROR = 2
+#: A local file or directory is missing, unreadable or unwritable (an OSError).
+LOCAL_FILE_ERROR = 5
 CHUNK = 1024 * 1024
 
 DESCRIPTION = """\
@@ -45,7 +64,9 @@ credentials come from boto3's standard configuration: AWS_ENDPOINT_URL_S3 (or
 AWS_ENDPOINT_URL), AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/...
 """
 
-EPILOG = """\
+_WAITS = f"{DEFAULT_CONNECT_TIMEOUT:g} s to connect and {DEFAULT_READ_TIMEOUT:g} s"
+
+EPILOG = f"""\
 examples:
   export S3REPO_URL=s3r://my-bucket/artifacts
   s3repo put model.bin                      store a file, print its digest
@@ -56,9 +77,21 @@ examples:
   s3repo cp sha256:<hex> --to s3r://other-bucket/mirror
                                             copy to another repository
 
+timeouts and retries:
+  Each request waits {_WAITS} for each read of the response, and is
+  tried {DEFAULT_MAX_ATTEMPTS} times in all: a dead endpoint fails within about a minute.
+  Copies and multipart completions, which a server may take minutes over, wait
+  {LONG_READ_TIMEOUT:g} s for their response. AWS_MAX_ATTEMPTS and AWS_RETRY_MODE (or
+  max_attempts and retry_mode in the profile of ~/.aws/config) change the attempts;
+  --timeout and --retries override both. Each retry is reported on stderr.
+
 exit codes:
-  0 success, 1 any other error, 2 invalid arguments (bad digest, URL, usage),
-  3 the object or bucket does not exist, 4 integrity (bytes do not match their digest)
+  0 success
+  1 any other error (the endpoint unreachable, refusing, or not S3...)
+  2 invalid arguments (bad digest or URL, unsupported URL scheme, usage)
+  3 the object or bucket does not exist
+  4 integrity: the bytes do not match their digest
+  5 a local file or directory is missing, unreadable or not writable
 """
 
 
@@ -66,16 +99,60 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--repo",
+        metavar="URL",
+        default=default,
+        help="the repository, s3r://BUCKET/PREFIX (default: $S3REPO_URL)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=default,
+        help=f"wait this long to connect and for each read of a response (default: "
+        f"{DEFAULT_CONNECT_TIMEOUT:g} s and {DEFAULT_READ_TIMEOUT:g} s)",
+    )
+    parser.add_argument(
+        "--retries",
+        metavar="N",
+        type=_count,
+        default=default,
+        help="retry a failed request at most N times (default: AWS_MAX_ATTEMPTS - 1, "
+        f"else {DEFAULT_MAX_ATTEMPTS - 1})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    repo_help = "the repository, s3r://BUCKET/PREFIX (default: $S3REPO_URL)"
     parser = argparse.ArgumentParser(
         prog="s3repo", description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter
     )
-    parser.add_argument("--repo", metavar="URL", help=repo_help)
-    # --repo is accepted after the subcommand too; SUPPRESS keeps it from resetting the
-    # value given before the subcommand.
+    _add_common(parser, None)
+    # The options are accepted after the subcommand too; SUPPRESS keeps them from
+    # resetting the value given before the subcommand.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--repo", metavar="URL", default=argparse.SUPPRESS, help=repo_help)
+    _add_common(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -198,10 +275,26 @@ def _put(repo: Any, args: argparse.Namespace) -> None:
     print(digest)
 
 
+def _writable_destination(output: str) -> Path:
+    """``output`` as a path a download can be renamed to; OSError if it cannot be."""
+    dest = Path(output)
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", output)
+    parent = dest.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"directory {str(parent)!r} does not exist", output)
+    return dest
+
+
 def _get(repo: Any, args: argparse.Namespace) -> None:
     digest = Digest.parse(args.digest)
     if args.output != "-":
-        repo.get_file(digest, args.output)
+        dest = _writable_destination(args.output)
+        try:
+            repo.get_file(digest, dest)
+        except NotExistError:
+            _writable_destination(args.output)  # the directory went away meanwhile?
+            raise
         return
     out = sys.stdout.buffer
     with repo.get(digest) as stream:
@@ -219,10 +312,41 @@ def _stat(repo: Any, args: argparse.Namespace) -> None:
 
 
 def _cp(repo: Any, args: argparse.Namespace) -> None:
-    repo.write_to(Digest.parse(args.digest), args.to)
+    digest = Digest.parse(args.digest)
+    _dial(args.to)  # a bad or unsupported URL is a usage error, found before any request
+    repo.write_to(digest, args.to)
 
 
 _COMMANDS = {"put": _put, "get": _get, "stat": _stat, "cp": _cp}
+
+
+class _UsageError(Exception):
+    """A URL no repository opens: bad usage (exit 2), like a malformed one."""
+
+
+def _dial(url: str) -> Any:
+    try:
+        return dial(url)
+    except NotSupportedError as exc:
+        raise _UsageError(str(exc)) from exc
+
+
+def _say_retry(line: str) -> None:
+    """One line on stderr per retry; on a terminal, over a progress line being drawn."""
+    erase = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(f"{erase}s3repo: {line}", file=sys.stderr, flush=True)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    """The client for this command: the flags, else boto3's configuration, else ours."""
+    retries = getattr(args, "retries", None)
+    timeout = getattr(args, "timeout", None)
+    return make_client(
+        max_attempts=None if retries is None else retries + 1,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        on_retry=_say_retry,
+    )
 
 
 def _error(message: str, code: int) -> int:
@@ -243,8 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             "no repository: pass --repo s3r://BUCKET/PREFIX or set S3REPO_URL", USAGE_ERROR
         )
     try:
-        _COMMANDS[args.command](dial(url), args)
+        repo = _dial(url)
+        with using_client(_client(args)):
+            _COMMANDS[args.command](repo, args)
         sys.stdout.flush()
+    except _UsageError as exc:
+        return _error(str(exc), USAGE_ERROR)
     except RepositoryError as exc:
         code = next((c for kind, c in EXIT_CODES if isinstance(exc, kind)), 1)
         return _error(str(exc), code)
@@ -254,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as exc:
+    except OSError as exc:  # a local file: the store's errors are RepositoryErrors
         name = f"{exc.filename}: " if exc.filename else ""
-        return _error(f"{name}{exc.strerror or exc}", 1)
+        return _error(f"{name}{exc.strerror or exc}", LOCAL_FILE_ERROR)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
     return 0

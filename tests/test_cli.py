@@ -4,8 +4,10 @@ against a moto S3 server on 127.0.0.1 of this module's own."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,13 +171,98 @@ def test_corrupt_bytes_exit_4(
     assert not dest.exists()
 
 
-def test_an_unreadable_file_is_reported_without_a_traceback(
+def test_an_unreadable_file_exits_5_without_a_traceback(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["put", str(tmp_path / "absent.bin")]) == 1
+    assert main(["put", str(tmp_path / "absent.bin")]) == 5
     err = capsys.readouterr().err
     assert err.startswith("s3repo: error: ") and "absent.bin" in err
     assert "Traceback" not in err
+    assert main(["put", str(tmp_path)]) == 5  # a directory
+    assert "Is a directory" in capsys.readouterr().err
+
+
+def test_get_into_a_missing_directory_exits_5_not_3(
+    stored: S3Repository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "no-such-dir" / "out.bin"
+    assert main(["get", DIGEST, "-o", str(dest)]) == 5
+    err = capsys.readouterr().err
+    assert err == f"s3repo: error: {dest}: directory {str(dest.parent)!r} does not exist\n"
+    assert not dest.parent.exists()
+    assert main(["get", DIGEST, "-o", str(tmp_path)]) == 5  # a directory, not a file
+    assert capsys.readouterr().err == f"s3repo: error: {tmp_path}: is a directory, not a file\n"
+    # The object missing is still 3, even with a good destination.
+    assert main(["get", ABSENT, "-o", str(tmp_path / "out.bin")]) == 3
+
+
+def test_the_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "0 success",
+        "1 any other error",
+        "2 invalid arguments",
+        "3 the object or",
+        "4 integrity",
+        "5 a local file or directory",
+    ):
+        assert f"\n  {line}" in out
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    for text in (
+        "2 for invalid arguments",
+        "an unsupported URL scheme",
+        "3 when the object",
+        "4 for an integrity error",
+        "5 when a local file or directory",
+        "1 otherwise",
+    ):
+        assert text in readme
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--repo", "http://example.com/x", "stat", DIGEST],
+        ["--repo", "gs://bucket/x", "stat", DIGEST],
+        ["cp", DIGEST, "--to", "ftp://host/x"],
+        ["cp", DIGEST, "--to", "s3://bucket/x"],
+    ],
+)
+def test_an_unsupported_url_scheme_is_a_usage_error(
+    url: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("s3repo: error: unsupported repository URL scheme")
+    assert len(err.splitlines()) == 1
+
+
+def test_cp_to_a_missing_bucket_names_that_bucket_and_the_right_source(
+    server: LocalS3,
+    stored: S3Repository,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in server.environ().items():  # the command's own client, on the server
+        monkeypatch.setenv(name, value)
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    assert main(["cp", DIGEST, "--to", f"s3r://{missing}/mirror"]) == 3
+    err = capsys.readouterr().err
+    assert missing in err and "bucket" in err
+    # The source is in the source's bucket, not in the missing one.
+    assert f"s3://{missing}/cli/" not in err, err
+
+
+def test_get_creates_the_file_as_the_umask_says(stored: S3Repository, tmp_path: Path) -> None:
+    dest = tmp_path / "out.bin"
+    before = os.umask(0o022)
+    try:
+        assert main(["get", DIGEST, "-o", str(dest)]) == 0
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
 
 
 def test_the_command_uses_boto3s_environment_and_streams_stdin(server: LocalS3) -> None:
