@@ -3,6 +3,10 @@
 Credentials are plain fields so that they can be given as ``EnvVar``: Dagster then
 shows the variable's name, never its value, in the UI and the run's config. Left
 unset, boto3's standard chain applies (``AWS_*`` variables, profiles, instance roles).
+The secret key and the session token are left out of the resource's ``repr``, ``str``,
+``model_dump`` and validation errors, also once a run has resolved them; but a secret
+given as a literal string (not an ``EnvVar``) is stored by Dagster in the job's
+snapshot as the field's default, so give secrets as ``EnvVar``.
 
 Timeouts and retries are those of ``s3repo_core``: a field left unset (None) means
 boto3's standard configuration for the retries (``AWS_MAX_ATTEMPTS``,
@@ -21,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, EnvVar
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from s3repo_core import S3Repository, make_client, set_client
 from s3repo_core._client import (
@@ -43,6 +47,9 @@ _clients_lock = threading.Lock()
 class S3RepoResource(ConfigurableResource):
     """An s3repo repository: ``s3r://<bucket>/<prefix>`` on an S3-compatible store."""
 
+    # A validation error would otherwise quote the value given, a secret included.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     bucket: str = Field(description="The bucket that holds the repository.")
     prefix: str = Field(default="", description="The repository's key prefix in the bucket.")
     endpoint_url: str | None = Field(
@@ -53,8 +60,12 @@ class S3RepoResource(ConfigurableResource):
     access_key_id: str | None = Field(
         default=None, description="Give as EnvVar; unset means boto3's credential chain."
     )
-    secret_access_key: str | None = Field(default=None, description="Give as EnvVar.")
-    session_token: str | None = Field(default=None, description="Give as EnvVar.")
+    secret_access_key: str | None = Field(
+        default=None, repr=False, exclude=True, description="Give as EnvVar."
+    )
+    session_token: str | None = Field(
+        default=None, repr=False, exclude=True, description="Give as EnvVar."
+    )
     max_attempts: int | None = Field(
         default=None,
         description="Attempts per S3 request, the first included; unset means "

@@ -98,9 +98,12 @@ def recon(job_fn: Any) -> Any:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def repository_env(server: LocalS3, bucket: str, secret: str | None = None) -> dict[str, str]:
+def repository_env(
+    server: LocalS3, bucket: str, secret: str | None = None, token: str | None = None
+) -> dict[str, str]:
     """The S3REPO_* variables that point the code location at ``bucket`` on ``server``."""
     return {
+        **({"S3REPO_SESSION_TOKEN": token} if token else {}),
         "S3REPO_BUCKET": bucket,
         "S3REPO_PREFIX": PREFIX,
         "S3REPO_ENDPOINT_URL": server.endpoint_url,
@@ -264,11 +267,13 @@ def test_collection_fans_out_over_processes_and_deletes_only_garbage(
 def test_secret_key_never_reaches_the_event_log_run_record_or_storage(
     moto_server: LocalS3, dagster_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The secret is given as EnvVar: runs that use it, and one that fails, store only its
-    variable's name, anywhere under DAGSTER_HOME; a failure reads as one clear line."""
+    """The secret key and the session token are given as EnvVar: runs that use them, and
+    one that fails, store only the variables' names, anywhere under DAGSTER_HOME; a
+    failure reads as one clear line."""
     marker = f"s3cr3t-{uuid.uuid4().hex}"
+    token = f"t0k3n-{uuid.uuid4().hex}"
     bucket = moto_server.create_bucket()
-    for name, value in repository_env(moto_server, bucket, secret=marker).items():
+    for name, value in repository_env(moto_server, bucket, secret=marker, token=token).items():
         monkeypatch.setenv(name, value)
     source = tmp_path / "artifact.bin"
     source.write_bytes(b"an artifact for the secret test\n" * 100)
@@ -313,17 +318,19 @@ def test_secret_key_never_reaches_the_event_log_run_record_or_storage(
     assert str(Digest.of(source.read_bytes())) in everything
     assert bucket in everything
     assert "S3REPO_SECRET_ACCESS_KEY" in everything
-    # ...but never the secret itself.
-    assert marker not in everything
+    assert "S3REPO_SESSION_TOKEN" in everything
+    # ...but never the secrets themselves.
+    assert marker not in everything and token not in everything
     for path in dagster_home.rglob("*"):
         if path.is_file():
-            assert marker.encode() not in path.read_bytes(), path
+            content = path.read_bytes()
+            assert marker.encode() not in content and token.encode() not in content, path
 
     assert len(failures) == 1
     error = failures[0].dagster_event.step_failure_data.error
     assert "not in" in error.message and missing in error.message, error.message
     assert "botocore" not in serialize_value(error)
-    assert marker not in serialize_value(error)
+    assert marker not in serialize_value(error) and token not in serialize_value(error)
 
 
 # -- 3. the CLI validates the workspace ------------------------------------------------------
