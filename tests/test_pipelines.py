@@ -7,8 +7,10 @@ that a collection can find objects old enough to delete within a test.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
+import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +202,27 @@ def test_ingest_with_a_manifest_writes_the_rows_it_ingested(
     assert metadata(result, "write_manifest")["live bytes"] == 1 + 2 + 3
 
 
+@pytest.mark.parametrize("area", ["objects", "uploads", "collections"])
+def test_ingest_refuses_to_write_its_manifest_into_the_repository_s_key_space(
+    defs: Definitions, core: S3Repository, tmp_path: Path, area: str
+) -> None:
+    (tmp_path / "f").write_bytes(b"bytes")
+    dest = f"s3://{core.bucket}/{core.prefix}/{area}/"
+    ops = {
+        "ingest": {"config": {"paths": [str(tmp_path)]}},
+        "write_manifest": {"config": {"dest": dest}},
+    }
+
+    result = run(defs, "ingest_job", ops)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"inside the {area}/ area of a repository's key space" in message, message
+    assert "InvalidArgumentError" in failure_text(result)
+    listed = core.client.list_objects_v2(Bucket=core.bucket, Prefix=f"{core.prefix}/{area}/")
+    assert not [item["Key"] for item in listed.get("Contents", []) if "manifest" in item["Key"]]
+
+
 def test_ingest_of_a_missing_path_fails_clearly_and_stores_nothing(
     defs: Definitions, core: S3Repository, tmp_path: Path
 ) -> None:
@@ -279,6 +302,22 @@ def test_fetch_job_writes_the_verified_object(
     meta = metadata(result, "fetch")
     assert (meta["digest"], meta["bytes"], meta["verified"]) == (str(digest), len(data), True)
     assert meta["object"] == f"s3://{core.bucket}/pipelines/objects/{digest}"
+
+
+def test_fetch_job_creates_the_file_as_the_umask_says(
+    defs: Definitions, core: S3Repository, tmp_path: Path
+) -> None:
+    digest = core.put(b"fetched with the umask's mode\n" * 100)
+    dest = tmp_path / "model.bin"
+    before = os.umask(0o022)
+    try:
+        result = run(
+            defs, "fetch_job", {"fetch": {"config": {"digest": str(digest), "dest": str(dest)}}}
+        )
+    finally:
+        os.umask(before)
+    assert result.success
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
 
 
 def test_fetch_job_of_a_missing_or_malformed_digest_fails_clearly(
