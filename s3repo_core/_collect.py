@@ -280,6 +280,7 @@ class Collector:
             repo.layout.new_lease_key(),
             {"shards": self.shards, "threshold": self.threshold.isoformat()},
             times,
+            repo.options.write_args(),  # a bucket policy may demand encryption of every write
         )
         try:
             lease.write()

@@ -158,8 +158,10 @@ class HeldLease:
         key: str,
         body: dict[str, Any],
         times: LeaseTimes,
+        write_args: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
+        self._write_args = write_args or {}
         self.bucket = bucket
         self.key = key
         self.times = times
@@ -178,7 +180,9 @@ class HeldLease:
         """Write (or rewrite) the lease; on success, it is live from the send on."""
         sent_at = time.monotonic()
         with translated(f"writing the collection lease {self.where}"):
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._body)
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=self._body, **self._write_args
+            )
         with self._acked:
             self._acked_sent_at = sent_at
             self.beats += 1

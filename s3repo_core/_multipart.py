@@ -18,10 +18,23 @@ __all__ = ["MultipartUpload", "copy_parts"]
 
 
 class MultipartUpload:
-    """One S3 multipart upload to ``bucket``/``key``."""
+    """One S3 multipart upload to ``bucket``/``key``.
 
-    def __init__(self, client: Any, bucket: str, key: str, **create_args: Any) -> None:
+    Server-side part copies and the completion take as long as the object is large, so
+    they go through ``slow_client`` (one that waits longer for an answer), if given.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        slow_client: Any = None,
+        **create_args: Any,
+    ) -> None:
         self.client = client
+        self.slow_client = slow_client if slow_client is not None else client
         self.bucket = bucket
         self.key = key
         self._what = f"multipart upload to s3://{bucket}/{key}"
@@ -48,7 +61,7 @@ class MultipartUpload:
     def copy_part(self, number: int, source: dict[str, str], first: int, last: int) -> None:
         """Copy bytes ``first..last`` (inclusive) of ``source`` into part ``number``."""
         with translated(f"{self._what}, copying part {number}"):
-            response = self.client.upload_part_copy(
+            response = self.slow_client.upload_part_copy(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
@@ -93,7 +106,7 @@ class MultipartUpload:
         """Publish the parts as one object, atomically."""
         parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
         with translated(f"completing {self._what}"):
-            response = self.client.complete_multipart_upload(
+            response = self.slow_client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,

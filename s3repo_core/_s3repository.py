@@ -8,6 +8,7 @@ written by either is read by the other.
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import logging
 import math
@@ -19,19 +20,20 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import SplitResult
 
-from ._client import client_for, prepare_client
+from ._client import client_for, long_client, prepare_client
 from ._collect import CollectionFailedError, Collector, CollectReport, shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
 from ._download import Download
-from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError, NotSupportedError
 from ._lease import LeaseTimes, any_live_lease
 from ._listing import key_before, list_pages
 from ._multipart import MultipartUpload, copy_parts
 from ._names import Layout, check_bucket
+from ._options import StoreOptions, expect_owner
 from ._streams import HashingReader, VerifyingReader, as_stream, rewind_point
 from ._translate import translated
 
@@ -60,6 +62,7 @@ DEFAULT_SETTLE = timedelta(seconds=60)
 CLOCK_RESOLUTION = timedelta(seconds=1)
 
 Destination = str | os.PathLike[str] | BinaryIO
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def _as_digest(digest: Digest | str) -> Digest:
@@ -70,6 +73,28 @@ def _check_hash(what: str, hasher: Any, digest: Digest) -> None:
     actual = Digest(hasher.digest())
     if actual != digest:
         raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
+
+
+def _naming_options(method: _Method) -> _Method:
+    """A write method whose NotSupportedError names the repository's options.
+
+    A store that lacks encryption or a storage class (the JuiceFS gateway answers 501
+    NotImplemented to any encryption header) cannot say which header it refused.
+    """
+
+    @functools.wraps(method)
+    def write(self: S3Repository, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except NotSupportedError as exc:
+            if not self.options.needs():
+                raise
+            raise NotSupportedError(
+                f"{exc} (this repository writes with {self.options.query()}: "
+                "the store may not support that)"
+            ) from exc
+
+    return write  # type: ignore[return-value]
 
 
 def _server_time(response: dict[str, Any]) -> datetime:
@@ -132,6 +157,7 @@ class S3Repository:
         settle: timedelta = DEFAULT_SETTLE,
         heartbeat: timedelta | None = None,
         lease_ttl: timedelta | None = None,
+        options: StoreOptions | None = None,
     ) -> None:
         self.bucket = check_bucket(bucket)
         self.layout = Layout(prefix)
@@ -159,25 +185,30 @@ class S3Repository:
         self.grace = grace
         self.settle = settle
         self.lease_times = LeaseTimes.derive(settle, heartbeat, lease_ttl)
+        self.options = options or StoreOptions()
         self._self_copy_refreshes: bool | None = None
 
     # -- naming ---------------------------------------------------------------------
 
     @classmethod
     def from_url(cls, url: SplitResult | str, **options: Any) -> S3Repository:
-        """The repository an ``s3r://bucket/prefix`` URL names."""
+        """The repository an ``s3r://bucket/prefix[?options]`` URL names (see ``_options``)."""
         from urllib.parse import urlsplit
 
         parsed = urlsplit(url) if isinstance(url, str) else url
         if parsed.scheme.lower() != cls.scheme:
             raise InvalidArgumentError(f"not an {cls.scheme}:// URL: {parsed.geturl()!r}")
-        if parsed.query or parsed.fragment or "@" in parsed.netloc or ":" in parsed.netloc:
+        if parsed.fragment or "@" in parsed.netloc or ":" in parsed.netloc:
             raise InvalidArgumentError(
                 f"malformed repository URL {parsed.geturl()!r}: expected "
-                f"{cls.scheme}://bucket/prefix with no user, port, query or fragment"
+                f"{cls.scheme}://bucket/prefix with no user, port or fragment"
             )
         if not parsed.netloc:
             raise InvalidArgumentError(f"malformed repository URL {parsed.geturl()!r}: no bucket")
+        if parsed.query:
+            if "options" in options:
+                raise InvalidArgumentError("give the options in the URL or as options=, not both")
+            options = {**options, "options": StoreOptions.from_query(parsed.query)}
         return cls(parsed.netloc, parsed.path, **options)
 
     @property
@@ -186,8 +217,9 @@ class S3Repository:
 
     @property
     def url(self) -> str:
-        """``s3r://bucket/prefix``, which :func:`dial` opens again."""
-        return f"{self.scheme}://{self.bucket}/{self.prefix}"
+        """``s3r://bucket/prefix``, with its options as a query: :func:`dial` opens it again."""
+        query = self.options.query()
+        return f"{self.scheme}://{self.bucket}/{self.prefix}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:
         return self.url
@@ -202,7 +234,29 @@ class S3Repository:
     @property
     def client(self) -> Any:
         """The boto3 client in use: the one given, else the one set for the bucket."""
-        return self._client if self._client is not None else client_for(self.bucket)
+        client = self._client if self._client is not None else client_for(self.bucket)
+        if self.options.owner is not None:
+            expect_owner(client, self.bucket, self.options.owner)
+        return client
+
+    @property
+    def _slow_client(self) -> Any:
+        """The client for requests that take as long as the object is large (copies,
+        completing a multipart upload): waits longer for an answer (see ``long_client``)."""
+        client = long_client(self.client)
+        if self.options.owner is not None:
+            expect_owner(client, self.bucket, self.options.owner)
+        return client
+
+    def _object_args(self, digest: Digest, **metadata: str) -> dict[str, Any]:
+        """What every write of an object sends: our options, and the digest as metadata.
+
+        ``x-amz-meta-content-sha256`` is how current reflow reads an object's hash.
+        """
+        return {
+            **self.options.write_args(),
+            "Metadata": {"content-sha256": digest.hex, **metadata},
+        }
 
     def _where(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -294,6 +348,7 @@ class S3Repository:
 
     # -- writing ----------------------------------------------------------------------
 
+    @_naming_options
     def put(self, body: bytes | bytearray | memoryview | BinaryIO) -> Digest:
         """Store ``body`` (bytes or a readable binary stream of any length); its digest.
 
@@ -328,6 +383,7 @@ class S3Repository:
             return reader.digest
         return self._put_streaming(reader, first)
 
+    @_naming_options
     def put_file(self, file: File, body: bytes | bytearray | memoryview | BinaryIO) -> None:
         """Store ``body`` as ``file``; nothing is read or uploaded if it is already stored.
 
@@ -351,6 +407,7 @@ class S3Repository:
                 return
         self._write_verified(file, body)
 
+    @_naming_options
     def put_files(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -451,13 +508,13 @@ class S3Repository:
         if isinstance(body, bytes | bytearray | memoryview):
             data = bytes(body)
             self._check_matches(file, Digest.of(data), len(data))
-            self._upload(key, data)
+            self._upload(key, data, file.digest)
             return
         reader = HashingReader(as_stream(body))
         if file.size <= self.part_size:
             data = bytes(reader.read(file.size + 1))
             self._check_matches(file, reader.digest, len(data))
-            self._upload(key, data)
+            self._upload(key, data, file.digest)
             return
         part_size = self._part_size_for(file.size)
 
@@ -469,7 +526,13 @@ class S3Repository:
 
         with (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
-            MultipartUpload(self.client, self.bucket, key) as upload,
+            MultipartUpload(
+                self.client,
+                self.bucket,
+                key,
+                slow_client=self._slow_client,
+                **self._object_args(file.digest),
+            ) as upload,
         ):
             upload.upload_all(bounded_chunks(), pool, self.concurrency + 1)
             self._check_matches(file, reader.digest, reader.size)
@@ -490,20 +553,23 @@ class S3Repository:
         if head is not None and int(head["ContentLength"]) == len(data) and self._keep(key, head):
             return
         # Absent, or stored with the wrong size (damaged behind our back): write it.
-        self._upload(key, data)
+        self._upload(key, data, digest)
 
-    def _upload(self, key: str, data: bytes | bytearray) -> None:
+    def _upload(self, key: str, data: bytes | bytearray, digest: Digest) -> None:
         """Write verified in-memory bytes to ``key``: one PUT, or parts when large."""
+        args = self._object_args(digest)
         if len(data) <= self.part_size:
             with translated(self._where(key)):
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **args)
             return
         part_size = self._part_size_for(len(data))
         view = memoryview(data)
         chunks = (view[i : i + part_size] for i in range(0, len(data), part_size))
         with (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
-            MultipartUpload(self.client, self.bucket, key) as upload,
+            MultipartUpload(
+                self.client, self.bucket, key, slow_client=self._slow_client, **args
+            ) as upload,
         ):
             upload.upload_all(chunks, pool, self.concurrency + 1)
             upload.complete()
@@ -521,7 +587,13 @@ class S3Repository:
 
         with (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool,
-            MultipartUpload(self.client, self.bucket, upload_key) as upload,
+            MultipartUpload(
+                self.client,
+                self.bucket,
+                upload_key,
+                slow_client=self._slow_client,
+                **self.options.write_args(),
+            ) as upload,
         ):
             upload.upload_all(
                 chain(head_parts, reader.chunks(part_size)), pool, self.concurrency + 1
@@ -534,7 +606,7 @@ class S3Repository:
                 return digest
             upload.complete()
         try:
-            self._copy(upload_key, key, size)
+            self._copy(upload_key, key, size, digest)
         finally:
             self._delete_quietly(upload_key)
         return digest
@@ -549,24 +621,34 @@ class S3Repository:
         src_key: str,
         dst_key: str,
         size: int,
+        digest: Digest,
         *,
         src_bucket: str | None = None,
-        metadata: dict[str, str] | None = None,
+        **metadata: str,
     ) -> None:
-        """Server-side copy; in parts above ``copy_threshold``. Atomic at the destination."""
+        """Server-side copy; in parts above ``copy_threshold``. Atomic at the destination.
+
+        Every copy sends this repository's options and metadata again: a copy that does
+        not resend them loses the encryption and the digest the source had.
+        """
         source = {"Bucket": src_bucket or self.bucket, "Key": src_key}
-        extra: dict[str, Any] = (
-            {"MetadataDirective": "REPLACE", "Metadata": metadata} if metadata else {}
-        )
+        args = self._object_args(digest, **metadata)
         if size <= self.copy_threshold:
             src = f"s3://{source['Bucket']}/{src_key}"
             with translated(f"copying {src} to {self._where(dst_key)}"):
-                self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
+                self._slow_client.copy_object(
+                    Bucket=self.bucket,
+                    Key=dst_key,
+                    CopySource=source,
+                    MetadataDirective="REPLACE",
+                    **args,
+                )
             return
-        create = {"Metadata": metadata} if metadata else {}
         with (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-copy") as pool,
-            MultipartUpload(self.client, self.bucket, dst_key, **create) as upload,
+            MultipartUpload(
+                self.client, self.bucket, dst_key, slow_client=self._slow_client, **args
+            ) as upload,
         ):
             copy_parts(upload, source, size, self._part_size_for(size), pool)
             upload.complete()
@@ -612,9 +694,11 @@ class S3Repository:
         object; the first refresh checks, and the repository remembers what works.
         """
         floor = now.replace(microsecond=0)
+        digest = self.layout.digest_of_key(key)
+        assert digest is not None, key  # only object keys are refreshed
         if self._self_copy_refreshes is not False:
             try:
-                self._copy(key, key, size, metadata={"s3repo-refreshed": now.isoformat()})
+                self._copy(key, key, size, digest, **{"s3repo-refreshed": now.isoformat()})
             except NotExistError:
                 return False  # collected since it was found: the caller writes it again
             after = self._head(key)
@@ -626,8 +710,8 @@ class S3Repository:
             self._self_copy_refreshes = False
         temporary = self.layout.new_upload_key()
         try:
-            self._copy(key, temporary, size)
-            self._copy(temporary, key, size)
+            self._copy(key, temporary, size, digest)
+            self._copy(temporary, key, size, digest)
         except NotExistError:
             return False
         finally:
@@ -754,7 +838,9 @@ def _transfer(digest: Digest, src: Any, dst: Any) -> None:
             and dst._keep(dst_key, existing)
         ):
             return
-        dst._copy(src_key, dst_key, size, src_bucket=src.bucket)
+        _naming_options(S3Repository._copy)(
+            dst, src_key, dst_key, size, digest, src_bucket=src.bucket
+        )
         return
     src_file = src.stat(digest)
     with src.get(digest) as stream:

@@ -176,7 +176,8 @@ class JuiceFSGateway(LocalS3):
 
     name = "juicefs"
     # A self-copy leaves Last-Modified alone (the repository detects that and adapts).
-    lacks = frozenset({"self-copy-refresh"})
+    # Server-side encryption and storage classes: 501 NotImplemented to their headers.
+    lacks = frozenset({"self-copy-refresh", "sse", "storage-class"})
 
     def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
@@ -219,6 +220,7 @@ class JuiceFSGateway(LocalS3):
                 "gateway",
                 "--multi-buckets",
                 "--keep-etag",
+                "--object-meta",  # keep user metadata (x-amz-meta-content-sha256), as S3 does
                 "--no-banner",
                 "--no-usage-report",
                 "--no-bgjob",
