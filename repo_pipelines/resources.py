@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from dagster import ConfigurableResource, EnvVar
 from pydantic import ConfigDict, Field, field_validator
 
-from s3repo_core import S3Repository, make_client, set_client
+from s3repo_core import S3Repository, StoreOptions, make_client, set_client
 from s3repo_core._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
@@ -98,6 +98,24 @@ class S3RepoResource(ConfigurableResource):
     settle_seconds: float = Field(
         default=60.0, description="How long a DeleteObjects may take to apply."
     )
+    sse: str | None = Field(
+        default=None,
+        description="Server-side encryption of every write: 'AES256' (SSE-S3) or 'aws:kms'.",
+    )
+    kms_key_id: str | None = Field(
+        default=None, description="With sse 'aws:kms': the KMS key id, ARN or alias."
+    )
+    bucket_key: bool | None = Field(
+        default=None, description="With sse 'aws:kms': use an S3 Bucket Key (fewer KMS calls)."
+    )
+    storage_class: str | None = Field(
+        default=None, description="The storage class of every object, e.g. STANDARD_IA."
+    )
+    expected_bucket_owner: str | None = Field(
+        default=None,
+        description="The 12-digit account that must own the bucket; every request says so, "
+        "so a mistyped bucket name cannot reach someone else's bucket.",
+    )
 
     @field_validator("retry_mode")
     @classmethod
@@ -161,6 +179,13 @@ class S3RepoResource(ConfigurableResource):
             refresh_window=timedelta(seconds=self.refresh_window_seconds),
             grace=timedelta(seconds=self.grace_seconds),
             settle=timedelta(seconds=self.settle_seconds),
+            options=StoreOptions(
+                sse=self.sse,
+                kms_key_id=self.kms_key_id,
+                bucket_key=self.bucket_key,
+                storage_class=self.storage_class,
+                owner=self.expected_bucket_owner,
+            ),
         )
 
     def use_for(self, location: str) -> None:

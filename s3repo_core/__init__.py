@@ -19,6 +19,7 @@ from ._errors import (
     RepositoryError,
     UnavailableError,
 )
+from ._options import StoreOptions
 from ._s3repository import S3Repository
 from .liveset import BloomLiveset, ExactLiveset, Liveset
 from .manifest import (
@@ -47,6 +48,7 @@ __all__ = [
     "PermissionDeniedError",
     "RepositoryError",
     "S3Repository",
+    "StoreOptions",
     "UnavailableError",
     "dial",
     "make_client",

@@ -235,3 +235,23 @@ def test_a_policy_that_demands_encryption_refuses_no_write(
                 S3Repository(bucket, "plain").put(b"unencrypted")
         finally:
             set_client(None, bucket=bucket)
+
+
+def test_the_dagster_resource_passes_the_options_on() -> None:
+    from repo_pipelines import S3RepoResource
+
+    resource = S3RepoResource(
+        bucket="bucket",
+        prefix="p",
+        sse="aws:kms",
+        kms_key_id="alias/artifacts",
+        bucket_key=True,
+        storage_class="STANDARD_IA",
+        expected_bucket_owner=OWNER,
+        endpoint_url="http://127.0.0.1:1",
+    )
+    repo = resource.repository()
+    assert repo.options == StoreOptions(**KMS, storage_class="STANDARD_IA", owner=OWNER)
+    assert dial(repo.url).options == repo.options
+    with pytest.raises(InvalidArgumentError):
+        S3RepoResource(bucket="bucket", sse="rot13").repository()

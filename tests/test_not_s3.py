@@ -124,7 +124,7 @@ def test_a_web_server_is_not_taken_for_s3(
 def test_a_missing_bucket_is_named_as_a_missing_bucket(s3server: LocalS3) -> None:
     repo = S3Repository("no-such-bucket-here", "p", client=s3server.client())
     for read in (repo.stat, repo.get, lambda d: repo.get_file(d, "/tmp/never-written")):
-        with pytest.raises(NotExistError, match="bucket .*does not exist"):
+        with pytest.raises(NotExistError, match=r"bucket .*does not exist"):
             read(DIGEST)
 
 
