@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -35,6 +36,12 @@ commands:
                   (python -m s3repo_core.demo ARGS)
   test [ARGS]     run `ruff check .`, then pytest ARGS (e.g. `test tests/test_cli.py -x`);
                   set S3REPO_TEST_SERVERS=moto to test against one S3 server only
+  faults [ARGS]   the fault suite in long mode: pytest tests/test_faults.py
+                  tests/test_crash.py ARGS with S3REPO_FAULT_SEEDS=200 (set it, and
+                  S3REPO_FAULT_SEED, S3REPO_FAULT_CLASSES, S3REPO_TEST_SERVERS, to
+                  choose); prints the figures per fault class and server at the end
+                  and writes them to S3REPO_FAULT_FIGURES (default: a JSON file in
+                  the temp directory)
   bench [ARGS]    run the benchmarks and write BENCHMARKS.md (python -m bench ARGS;
                   e.g. `bench --smoke`, `bench --servers moto --cases put,get`)
   lint            run `ruff check .`
@@ -86,12 +93,22 @@ def lint() -> int:
     return run([PYTHON, "-m", "ruff", "check", "."])
 
 
+def faults(args: list[str]) -> int:
+    """The fault suite with many seeds (the normal test run has a short mode of it)."""
+    seeds = os.environ.setdefault("S3REPO_FAULT_SEEDS", "200")
+    figures = Path(tempfile.gettempdir()) / "s3repo-fault-figures.json"
+    os.environ.setdefault("S3REPO_FAULT_FIGURES", str(figures))
+    tests = ["tests/test_faults.py", "tests/test_crash.py"]
+    step(f"pytest {' '.join(tests + args)} (S3REPO_FAULT_SEEDS={seeds})")
+    return run([PYTHON, "-m", "pytest", "--timeout=0", *tests, *args])
+
+
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("--help", [])
     if command in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    if command not in ("setup", "demo", "tour", "test", "lint", "bench"):
+    if command not in ("setup", "demo", "tour", "test", "lint", "bench", "faults"):
         print(USAGE, end="", file=sys.stderr)
         print(f"\ndev.py: error: unknown command {command!r}", file=sys.stderr)
         return 2
@@ -103,6 +120,8 @@ def main(argv: list[str]) -> int:
     if command == "bench":
         step(" ".join(["python -m bench", *args]))
         return run([PYTHON, "-m", "bench", *args])
+    if command == "faults":
+        return faults(args)
     if command in ("demo", "tour"):
         module = "repo_pipelines.demo" if command == "demo" else "s3repo_core.demo"
         step(" ".join(["python -m", module, *args]))

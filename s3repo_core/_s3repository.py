@@ -455,8 +455,29 @@ class S3Repository:
                 for path in same:
                     on_stored(path, file)
 
+        # The guarantee counts from the return: content confirmed early in a long batch
+        # is looked at again (and refreshed if need be) until every confirmation is
+        # recent; each pass is shorter than the one before, as it sends a HEAD a file.
+        stored_at: dict[File, float] = {}
+
+        def first(file: File) -> None:
+            store(file)
+            stored_at[file] = time.monotonic()
+
+        def again(file: File) -> None:
+            with paths_of[file][0].open("rb") as body:
+                self.put_file(file, body)
+            stored_at[file] = time.monotonic()
+
+        stale = self.refresh_window.total_seconds() / 2
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool:
-            list(pool.map(store, paths_of))
+            list(pool.map(first, paths_of))
+            for _ in range(8):
+                now = time.monotonic()
+                todo = [file for file, at in stored_at.items() if now - at > stale]
+                if not todo:
+                    break
+                list(pool.map(again, todo))
         return files
 
     def _absent_by_listing(self, keys: list[str]) -> set[str]:
@@ -664,28 +685,53 @@ class S3Repository:
     def _keep(self, key: str, head: dict[str, Any]) -> bool:
         """A writer found ``key`` stored: make sure it stays (see the class docstring).
 
+        On return the object is no older than ``refresh_window``, which is what the
+        guarantee needs (a collection deletes only what is older than its threshold,
+        at least ``grace`` before it started). Two dangers, each handled:
+
+        - modified within ``settle``: the object may have been written back just after a
+          collection decided to delete its previous version, whose delete may still be
+          in flight. While a lease is live the writer waits that out, then looks again.
+        - older than ``refresh_window``: it is refreshed. A refresh needs a wait after it
+          only if the old version was old enough for some collection to have chosen it
+          (older than ``grace``, less a margin); a younger one no collection can delete.
+
         Returns False if the object vanished meanwhile, so the caller writes it again.
         """
         modified = head.get("LastModified")
         if modified is None:
             return True
         now = _server_time(head)
+        size = int(head["ContentLength"])
         settled = self.settle + CLOCK_RESOLUTION
-        if now - modified > self.refresh_window:
-            if not self._refresh(key, int(head["ContentLength"]), now):
+        if now - modified < settled:
+            if any_live_lease(self.client, self.bucket, self.layout, now, self.lease_times):
+                time.sleep(max(0.0, (modified + settled - now).total_seconds()))
+            head = self._head(key)
+            if head is None:
                 return False
-            wait = settled  # counted from the end of the refresh
-        elif now - modified >= settled:
+            # The wait may have made it older than refresh_window; it is young next to
+            # grace, so a refresh needs no wait of its own.
+            now = _server_time(head)
+            if now - head["LastModified"] > self.refresh_window:
+                return self._refresh(key, size, now)
             return True
-        else:
-            wait = modified + settled - now
-        # Modified within `settle`: a collection that saw the object before that may
-        # still have a delete in flight. Wait it out if one is running, then look.
-        if any_live_lease(
-            self.client, self.bucket, self.layout, _server_time(head), self.lease_times
-        ):
-            time.sleep(max(0.0, wait.total_seconds()))
-        return self._head(key) is not None
+        if now - modified <= self.refresh_window:
+            return True
+        if not self._refresh(key, size, now):
+            return False
+        if now - modified < self.grace - settled - 2 * CLOCK_RESOLUTION:
+            return True  # no collection could have chosen the old version
+        # A collection may have chosen the old version: its delete may land for `settle`.
+        if any_live_lease(self.client, self.bucket, self.layout, now, self.lease_times):
+            time.sleep(settled.total_seconds())
+            head = self._head(key)
+            if head is None:
+                return False
+            now = _server_time(head)
+            if now - head["LastModified"] > self.refresh_window:
+                return self._refresh(key, size, now)  # young next to grace: no wait
+        return True
 
     def _refresh(self, key: str, size: int, now: datetime) -> bool:
         """Give ``key`` a new last-modified time: a self-copy, or a round trip by uploads/.
