@@ -710,27 +710,35 @@ class S3Repository:
             head = self._head(key)
             if head is None:
                 return False
-            # The wait may have made it older than refresh_window; it is young next to
-            # grace, so a refresh needs no wait of its own.
-            now = _server_time(head)
-            if now - head["LastModified"] > self.refresh_window:
-                return self._refresh(key, size, now)
+            # The wait may have made it older than refresh_window: refresh it then.
+            now, modified = _server_time(head), head["LastModified"]
+            if now - modified > self.refresh_window:
+                return self._refresh_and_settle(key, size, now, modified)
             return True
         if now - modified <= self.refresh_window:
             return True
+        return self._refresh_and_settle(key, size, now, modified)
+
+    def _refresh_and_settle(self, key: str, size: int, now: datetime, modified: datetime) -> bool:
+        """Refresh ``key`` (last modified at ``modified``, seen at server time ``now``).
+
+        If the old version was old enough by then for a collection to have chosen it,
+        its delete may land for ``settle``: while a lease is live, wait that out and
+        look again. Otherwise (the usual case: objects are refreshed an hour old and
+        collected a day old) no wait is needed. False if the object vanished.
+        """
+        found_at = time.monotonic()
         if not self._refresh(key, size, now):
             return False
-        if now - modified < self.grace - settled - 2 * CLOCK_RESOLUTION:
-            return True  # no collection could have chosen the old version
-        # A collection may have chosen the old version: its delete may land for `settle`.
+        # How old the old version was when the refresh landed, by the whole-second times
+        # a collector compares (it chooses only what is older than grace plus a second,
+        # by its own Date): a second's margin for our Date's truncation.
+        oldest = now - modified + timedelta(seconds=time.monotonic() - found_at)
+        if oldest + CLOCK_RESOLUTION < self.grace:
+            return True
         if any_live_lease(self.client, self.bucket, self.layout, now, self.lease_times):
-            time.sleep(settled.total_seconds())
-            head = self._head(key)
-            if head is None:
-                return False
-            now = _server_time(head)
-            if now - head["LastModified"] > self.refresh_window:
-                return self._refresh(key, size, now)  # young next to grace: no wait
+            time.sleep((self.settle + CLOCK_RESOLUTION).total_seconds())
+            return self._head(key) is not None
         return True
 
     def _refresh(self, key: str, size: int, now: datetime) -> bool:

@@ -1111,18 +1111,20 @@ def test_proxy_injects(moto_server: LocalS3, fault: str) -> None:
 # -- the guarantee, for a writer that waits out a collection ---------------------------
 
 
+@pytest.mark.parametrize("writer", ["put", "put_files"])
 def test_a_writer_that_waits_out_a_collection_keeps_the_guarantee(
-    moto_server: LocalS3, tmp_path: Path
+    moto_server: LocalS3, tmp_path: Path, writer: str
 ) -> None:
     """A writer told "stored" after waiting: the guarantee still holds from its return.
 
     The guarantee counts from the return of put, collection from each object's
     Last-Modified. A put that finds its object modified less than ``settle`` ago while a
     lease is live waits about ``settle`` + 1 s; it used to return without touching the
-    object again, so the object could be older than ``refresh_window`` (here 0.5 s)
-    when its writer was told it is stored, and a collection that the guarantee covers
-    then deleted it. Found by the fault suite (lost-object-told-stale); this is its
-    deterministic form, without faults.
+    object again, and put_files returned only when its whole batch was stored, however
+    long after its first upload. Either way an object could be older than
+    ``refresh_window`` (here 0.5 s) when its writer was told it is stored, and a
+    collection that the guarantee covers then deleted it. Found by the fault suite
+    (lost-object-told-stale); this is its deterministic form, without faults.
     """
     clean = s3_client(moto_server)
     bucket = f"f-{uuid.uuid4().hex[:20]}"
@@ -1131,12 +1133,17 @@ def test_a_writer_that_waits_out_a_collection_keeps_the_guarantee(
     repo = S3Repository(
         bucket, "wait", client=clean, refresh_window=refresh, settle=settle, grace=grace
     )
-    young = b"found young while a collection runs"
-    repo.put(young)
+    young, new = tmp_path / "young", tmp_path / "new"
+    young.write_bytes(b"found young while a collection runs")
+    new.write_bytes(b"uploaded first, then waits for the rest of the batch")
+    repo.put_files([young])
     # A lease as a running collection (another process) writes it.
     lease = repo.layout.new_lease_key()
     clean.put_object(Bucket=bucket, Key=lease, Body=json.dumps({"shards": []}).encode())
-    files = [File(repo.put(young), len(young))]  # it waits out settle, then refreshes
+    if writer == "put":  # it waits out settle, then refreshes
+        files = [File(repo.put(young.read_bytes()), young.stat().st_size)]
+    else:  # the young one waits out settle while the new one ages in the batch
+        files = repo.put_files([young, new])
     returned = time.time()
     clean.delete_object(Bucket=bucket, Key=lease)  # that collection ended
     ages = {}
