@@ -69,12 +69,6 @@ def _as_digest(digest: Digest | str) -> Digest:
     return digest if isinstance(digest, Digest) else Digest.parse(digest)
 
 
-def _check_hash(what: str, hasher: Any, digest: Digest) -> None:
-    actual = Digest(hasher.digest())
-    if actual != digest:
-        raise IntegrityError(f"{what}: bytes hash to {actual}, not {digest}")
-
-
 def _naming_options(method: _Method) -> _Method:
     """A write method whose NotSupportedError names the repository's options.
 
