@@ -30,10 +30,10 @@ installed with `pip install -e '.[dev]'` whenever pyproject.toml has changed).
 commands:
   setup           only set up .venv
   demo [ARGS]     run the Dagster jobs end to end on a local S3 server
-                  (python -m repo_pipelines.demo ARGS; e.g. `demo --server juicefs`;
+                  (python -m devkit.pipelines_demo ARGS; e.g. `demo --server juicefs`;
                   `demo --ui` then starts `dagster dev` on the same server)
   tour [ARGS]     a tour of the library alone on a local S3 server
-                  (python -m s3repo_core.demo ARGS)
+                  (python -m devkit.tour ARGS)
   test [ARGS]     run `ruff check .`, then pytest ARGS (e.g. `test tests/test_cli.py -x`);
                   set S3REPO_TEST_SERVERS=moto to test against one S3 server only
   faults [ARGS]   the fault suite in long mode: pytest tests/test_faults.py
@@ -123,7 +123,7 @@ def main(argv: list[str]) -> int:
     if command == "faults":
         return faults(args)
     if command in ("demo", "tour"):
-        module = "repo_pipelines.demo" if command == "demo" else "s3repo_core.demo"
+        module = "devkit.pipelines_demo" if command == "demo" else "devkit.tour"
         step(" ".join(["python -m", module, *args]))
         return run([PYTHON, "-m", module, *args])
     lint_code = lint()

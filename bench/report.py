@@ -48,10 +48,10 @@ def _output(*args: str) -> str:
 
 
 def _juicefs_version() -> str:
-    from s3repo_core.localserver import _juicefs_binary
+    from devkit.localserver import juicefs_binary
 
     try:
-        return _output(_juicefs_binary(), "version").removeprefix("juicefs version ")
+        return _output(juicefs_binary(), "version").removeprefix("juicefs version ")
     except Exception:
         return "unknown"
 

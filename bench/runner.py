@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from s3repo_core.localserver import LocalS3, start_server
+from devkit.localserver import LocalS3, start_server
 
 from .cases import Case, write_data
 from .context import Env, Sample, Sizes

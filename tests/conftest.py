@@ -3,6 +3,10 @@
 ``s3server`` is parametrized over every S3 implementation we support, so any test that
 uses it (directly or through ``repo``/``bucket``) is part of the conformance suite and
 runs once per server. Set ``S3REPO_TEST_SERVERS=moto`` to run against a subset.
+
+Tests age objects with ``s3server.let_time_pass(seconds)``: moto's clock moves forward
+at once (devkit.clocked_moto), the JuiceFS gateway's is waited for. Each test starts on
+real time: a moved clock is reset after the test.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from typing import Any
 
 import pytest
 
+from devkit.localserver import LocalS3, server_processes, start_server
 from s3repo_core import S3Repository, set_client
-from s3repo_core.localserver import LocalS3, juicefs_gateways, start_server
 
 SERVERS = [s for s in os.environ.get("S3REPO_TEST_SERVERS", "moto,juicefs").split(",") if s]
 
-# Every process this session starts, and every gateway they start, inherits this mark:
-# at the end the session looks for gateways that carry it (pytest_sessionfinish).
+# Every process this session starts, and every server process they start, inherits this
+# mark: at the end the session looks for server processes that carry it
+# (pytest_sessionfinish): JuiceFS gateways and standalone devkit.clocked_moto servers.
 _SESSION_MARK = ("S3REPO_TEST_SESSION", uuid.uuid4().hex)
 os.environ[_SESSION_MARK[0]] = _SESSION_MARK[1]
 
@@ -40,16 +45,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         server.stop()
     _running.clear()
     # No test may leave a server process behind: fail the session if one did (and stop it).
-    leftover = juicefs_gateways("=".join(_SESSION_MARK))
+    leftover = server_processes("=".join(_SESSION_MARK))
     if leftover:
         for pid in leftover:
             os.kill(pid, signal.SIGTERM)
         print(
-            f"\nconftest: FAILED: the session left juicefs gateway processes running: "
+            f"\nconftest: FAILED: the session left server processes running: "
             f"{leftover} (now stopped)",
             file=sys.stderr,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _real_time_again() -> Iterator[None]:
+    """A test that moved a server's clock leaves it on real time for the next one."""
+    yield
+    for server in _running.values():
+        server.reset_clock()
 
 
 @pytest.fixture(scope="session", params=SERVERS)

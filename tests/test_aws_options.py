@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devkit.localserver import LocalS3
 from s3repo_core import (
     Digest,
     File,
@@ -28,7 +29,6 @@ from s3repo_core import (
 )
 from s3repo_core._options import StoreOptions
 from s3repo_core.liveset import ExactLiveset
-from s3repo_core.localserver import LocalS3
 
 from policy_proxy import PolicyProxy
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.pipelines_demo import failure_message
 from repo_pipelines import S3RepoResource, build_definitions
-from repo_pipelines.demo import failure_message
 from s3repo_core import Digest, InvalidArgumentError, S3Repository, dial, make_client
 from s3repo_core._names import Layout, check_bucket, clean_prefix
 from s3repo_core.cli import main

@@ -14,7 +14,7 @@ import pytest
 
 from bench.cases import CASES
 from bench.context import SMOKE, process_cpu
-from s3repo_core.localserver import LocalS3
+from devkit.localserver import LocalS3
 
 ROOT = Path(__file__).resolve().parent.parent
 

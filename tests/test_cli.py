@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.localserver import LocalS3
 from s3repo_core import Digest, S3Repository, dial, set_client
 from s3repo_core.cli import main
-from s3repo_core.localserver import LocalS3
 
 from requests_log import RequestLog
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from devkit.localserver import LocalS3
 from s3repo_core import (
     CollectionFailedError,
     CollectReport,
@@ -21,7 +22,6 @@ from s3repo_core import (
 )
 from s3repo_core._collect import Collector
 from s3repo_core.liveset import BloomLiveset, ExactLiveset
-from s3repo_core.localserver import LocalS3
 
 from refusing_proxy import RefusingProxy
 from requests_log import RequestLog
@@ -32,7 +32,9 @@ WINDOWS = {
     "settle": timedelta(milliseconds=400),
     "grace": timedelta(seconds=2, milliseconds=700),
 }
-AGE = 5.6  # past grace, plus a second each for whole-second Last-Modified and Date
+# Past grace, plus a second each for whole-second Last-Modified and Date: on the server's
+# clock, which let_time_pass moves forward where it can (moto) and waits for elsewhere.
+AGE = 5.6
 
 
 def short_repo(bucket: str, prefix: str = "c", **options: Any) -> S3Repository:
@@ -48,11 +50,13 @@ def put_many(repo: S3Repository, n: int, tag: str) -> list[Digest]:
     return [repo.put(f"{tag}-{i}".encode()) for i in range(n)]
 
 
-def test_collect_keeps_the_liveset_and_deletes_the_rest(bucket: str, client: Any) -> None:
+def test_collect_keeps_the_liveset_and_deletes_the_rest(
+    s3server: LocalS3, bucket: str, client: Any
+) -> None:
     repo = short_repo(bucket)
     live = put_many(repo, 6, "live")
     dead = put_many(repo, 5, "dead")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     report = repo.collect(ExactLiveset(live))
     assert (report.scanned, report.live, report.collected) == (11, 6, 5)
     assert report.bytes_collected == sum(len(f"dead-{i}") for i in range(5))
@@ -65,10 +69,10 @@ def test_collect_keeps_the_liveset_and_deletes_the_rest(bucket: str, client: Any
     assert keys(client, bucket, "c/collections/") == []  # the lease is gone
 
 
-def test_objects_written_after_the_threshold_are_kept(bucket: str) -> None:
+def test_objects_written_after_the_threshold_are_kept(s3server: LocalS3, bucket: str) -> None:
     repo = short_repo(bucket)
     put_many(repo, 3, "old")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     new = put_many(repo, 4, "new")
     report = repo.collect(ExactLiveset([]))
     assert (report.collected, report.kept_recent) == (3, 4)
@@ -88,11 +92,11 @@ def test_a_threshold_newer_than_the_grace_period_is_refused(bucket: str) -> None
     assert repo.stat(digest).size == 5
 
 
-def test_a_dry_run_reports_exactly_what_a_real_run_deletes(bucket: str) -> None:
+def test_a_dry_run_reports_exactly_what_a_real_run_deletes(s3server: LocalS3, bucket: str) -> None:
     repo = short_repo(bucket)
     live = put_many(repo, 20, "live")
     put_many(repo, 30, "dead")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     dry = repo.collect(ExactLiveset(live), dry_run=True, keep_keys=True)
     assert dry.dry_run and dry.collected == 30
     assert repo.collect(ExactLiveset(live), dry_run=True).collected == 30  # deleted nothing
@@ -111,7 +115,7 @@ def test_a_batch_held_past_a_quarter_of_settle_is_listed_again_before_deleting(
 ) -> None:
     repo = short_repo(bucket)
     digests = put_many(repo, 24, "held")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     monkeypatch.setattr(Collector, "pause_before_delete", 1.5)  # settle / 4 is 0.1 s
     log = RequestLog(client)  # the collection's client; the writer below has its own
     writer = short_repo(bucket, client=s3server.client())
@@ -131,7 +135,9 @@ def test_a_batch_held_past_a_quarter_of_settle_is_listed_again_before_deleting(
     assert keys(client, bucket, "c/objects/") == [f"c/objects/{digests[0]}"]
 
 
-def test_more_than_a_thousand_deletions_in_batches(bucket: str, client: Any) -> None:
+def test_more_than_a_thousand_deletions_in_batches(
+    s3server: LocalS3, bucket: str, client: Any
+) -> None:
     repo = short_repo(bucket)
     for i in range(0, 2300, 100):
         client.put_object(Bucket=bucket, Key="c/objects/placeholder", Body=b"")
@@ -140,13 +146,29 @@ def test_more_than_a_thousand_deletions_in_batches(bucket: str, client: Any) -> 
             client.put_object(Bucket=bucket, Key=f"c/objects/{Digest.of(data)}", Body=data)
     client.delete_object(Bucket=bucket, Key="c/objects/placeholder")
     keep = [Digest.of(f"bulk-{j}".encode()) for j in range(0, 2300, 2)]
-    time.sleep(AGE)
+    dead = [Digest.of(f"bulk-{j}".encode()) for j in range(1, 2300, 2)]
+    s3server.let_time_pass(AGE)
+    batches: list[list[str]] = []  # the keys of each DeleteObjects the collection sends
+    client.meta.events.register(
+        "before-parameter-build.s3.DeleteObjects",
+        lambda params, **_: batches.append([o["Key"] for o in params["Delete"]["Objects"]]),
+    )
     report = repo.collect(ExactLiveset(keep))
     assert (report.scanned, report.live, report.collected) == (2300, 1150, 1150)
     assert len(keys(client, bucket, "c/objects/")) == 1150
+    # A batch per listed page of a shard: each shard's ~72 dead keys are on one page.
+    shards = {d.hex[0] for d in dead}
+    assert len(batches) == len(shards) == 16
+    assert all(len(batch) <= 1000 for batch in batches)  # what S3 takes in one request
+    assert sorted(key for batch in batches for key in batch) == sorted(
+        f"c/objects/{d}" for d in dead
+    )
+    assert all(len({key.split(":")[1][0] for key in batch}) == 1 for batch in batches)
 
 
-def test_keys_that_are_not_digests_are_reported_and_left_alone(bucket: str, client: Any) -> None:
+def test_keys_that_are_not_digests_are_reported_and_left_alone(
+    s3server: LocalS3, bucket: str, client: Any
+) -> None:
     repo = short_repo(bucket)
     digest = repo.put(b"valid")
     odd = [
@@ -159,7 +181,7 @@ def test_keys_that_are_not_digests_are_reported_and_left_alone(bucket: str, clie
     ]
     for key in odd:
         client.put_object(Bucket=bucket, Key=key, Body=b"?")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     report = repo.collect(ExactLiveset([]))
     assert sorted(report.invalid_keys) == sorted(odd)
     assert report.invalid_count == len(odd) and report.collected == 1
@@ -176,7 +198,7 @@ def test_stale_uploads_and_multipart_uploads_are_swept(
     client.put_object(Bucket=bucket, Key="c/uploads/0123456789abcdef", Body=b"left over")
     stale = client.create_multipart_upload(Bucket=bucket, Key="c/uploads/fedcba9876543210")
     other = client.create_multipart_upload(Bucket=bucket, Key="elsewhere/x")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     client.put_object(Bucket=bucket, Key="c/uploads/aaaaaaaaaaaaaaaa", Body=b"in progress")
     fresh = client.create_multipart_upload(Bucket=bucket, Key="c/uploads/bbbbbbbbbbbbbbbb")
     aborted = 1 if times_known else 2  # moto dates every multipart upload in 2010
@@ -191,10 +213,10 @@ def test_stale_uploads_and_multipart_uploads_are_swept(
     assert (fresh["UploadId"] in open_ids) is times_known
 
 
-def test_a_single_shard_collects_only_its_digests(bucket: str) -> None:
+def test_a_single_shard_collects_only_its_digests(s3server: LocalS3, bucket: str) -> None:
     repo = short_repo(bucket)
     digests = put_many(repo, 40, "sharded")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     first = digests[0].hex[0]
     report = repo.collect(ExactLiveset([]), shards=[first])
     in_shard = [d for d in digests if d.hex[0] == first]
@@ -223,10 +245,10 @@ def test_a_second_collection_of_the_same_shards_is_refused(bucket: str, client: 
     assert keys(client, bucket, "c/collections/") == ["c/collections/0000000000000000"]
 
 
-def test_the_bloom_liveset_never_deletes_a_live_object(bucket: str) -> None:
+def test_the_bloom_liveset_never_deletes_a_live_object(s3server: LocalS3, bucket: str) -> None:
     repo = short_repo(bucket)
     digests = put_many(repo, 120, "bloom")
-    time.sleep(AGE)
+    s3server.let_time_pass(AGE)
     import random
 
     rng = random.Random(7)
@@ -256,7 +278,7 @@ def test_delete_errors_reported_per_key_fail_the_collection(moto_server: LocalS3
             repo = short_repo(bucket)
             digests = put_many(repo, 10, "refused")
             refused.update(f"c/objects/{d}" for d in digests[:3])
-            time.sleep(AGE)
+            time.sleep(AGE)  # real time: the proxy answers with its own clock's Date
             with pytest.raises(CollectionFailedError) as info:
                 repo.collect(ExactLiveset([]))
             report = info.value.report

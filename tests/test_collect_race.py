@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from devkit.localserver import LocalS3
 from s3repo_core import Digest, NotExistError, S3Repository
 from s3repo_core._collect import Collector
 from s3repo_core.liveset import ExactLiveset
@@ -28,7 +29,12 @@ PROTECTED = (GRACE - REFRESH).total_seconds() - 1.5
 
 
 def run_race(
-    bucket: str, seconds: float, directory: Path, writers: int = 3, pool: int = 40
+    server: LocalS3,
+    bucket: str,
+    seconds: float,
+    directory: Path,
+    writers: int = 3,
+    pool: int = 40,
 ) -> tuple[int, int, list[str]]:
     """(collections run, objects collected, violations) of one interleaving.
 
@@ -62,7 +68,7 @@ def run_race(
 
     for item in payloads:  # stored once, then left to age into garbage
         repo.put(item)
-    time.sleep(GRACE.total_seconds() + 2.5)
+    server.let_time_pass(GRACE.total_seconds() + 2.5)  # before any collection runs
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
     for thread in threads:
@@ -91,10 +97,12 @@ def run_race(
 
 
 def test_no_object_a_writer_was_told_is_stored_vanishes(
-    bucket: str, monkeypatch: Any, tmp_path: Path
+    s3server: LocalS3, bucket: str, monkeypatch: Any, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(Collector, "pause_before_delete", 0.1)  # widen the race window
-    rounds, collected, violations = run_race(bucket, seconds=12, directory=tmp_path, writers=4)
+    rounds, collected, violations = run_race(
+        s3server, bucket, seconds=12, directory=tmp_path, writers=4
+    )
     assert violations == []
     assert rounds >= 10
     assert collected > 0  # the collections did delete garbage while writers ran

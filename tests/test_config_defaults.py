@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devkit.localserver import LocalS3
 from repo_pipelines import S3RepoResource
 from s3repo_core import Digest, S3Repository, UnavailableError, make_client, set_client
 from s3repo_core._client import (
@@ -31,7 +32,6 @@ from s3repo_core._client import (
     worst_case_seconds,
 )
 from s3repo_core.cli import _client, _parser, main
-from s3repo_core.localserver import LocalS3
 
 DIGEST = str(Digest.of(b"anything"))
 CREDENTIALS = {

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from devkit.localserver import LocalS3
 from s3repo_core import (
     Digest,
     File,
@@ -24,7 +25,6 @@ from s3repo_core import (
     dial,
     set_client,
 )
-from s3repo_core.localserver import LocalS3
 
 from requests_log import RequestLog
 
@@ -145,14 +145,22 @@ def test_put_file_round_trips(repo: S3Repository, client: Any, bucket: str, size
 
 
 def test_put_file_accepts_bytes_and_files(repo: S3Repository, tmp_path: Path) -> None:
-    data = payload(2 * PART + 3, seed=5)
+    # Distinct content for each body, so that each is read and uploaded, not deduped.
+    in_file, in_bytes = payload(2 * PART + 3, seed=5), payload(2 * PART + 3, seed=8)
     path = tmp_path / "in"
-    path.write_bytes(data)
-    file = File(Digest.of(data), len(data))
-    with open(path, "rb") as body:
-        repo.put_file(file, body)
-    repo.put_file(file, data)
-    assert repo.stat(file.digest) == file
+    path.write_bytes(in_file)
+    for data, body in ((in_file, None), (in_bytes, in_bytes)):
+        file = File(Digest.of(data), len(data))
+        with pytest.raises(NotExistError):
+            repo.stat(file.digest)
+        if body is None:
+            with open(path, "rb") as opened:
+                repo.put_file(file, opened)
+        else:
+            repo.put_file(file, body)
+        assert repo.stat(file.digest) == file
+        with repo.get(file.digest) as stream:
+            assert stream.read() == data
 
 
 # -- dedup ---------------------------------------------------------------------------

@@ -50,8 +50,8 @@ from test_faults import (
     figures_for,
 )
 
+from devkit.localserver import LocalS3
 from s3repo_core import Digest
-from s3repo_core.localserver import LocalS3
 
 from faultproxy import request_kind
 

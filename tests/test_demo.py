@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from devkit.tour import DEMO_BYTES, main
 from s3repo_core import Digest
-from s3repo_core.demo import DEMO_BYTES, main
 
 SERVERS = [s for s in os.environ.get("S3REPO_TEST_SERVERS", "moto,juicefs").split(",") if s]
 
@@ -28,7 +28,7 @@ def test_the_demo_runs_and_verifies_what_it_stores(
 def test_the_dagster_demo_collects_exactly_the_first_build_s_garbage(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from repo_pipelines.demo import main as dagster_demo
+    from devkit.pipelines_demo import main as dagster_demo
 
     assert dagster_demo(["--server", "moto"]) == 0
     out = capsys.readouterr().out

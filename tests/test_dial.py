@@ -18,7 +18,7 @@ from s3repo_core import (
     UnavailableError,
     dial,
 )
-from s3repo_core.localserver import LocalS3
+from devkit.localserver import LocalS3
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from devkit.localserver import LocalS3
 from s3repo_core import (
     ConflictError,
     Digest,
@@ -69,7 +70,6 @@ from s3repo_core import (
     S3Repository,
     set_client,
 )
-from s3repo_core.localserver import LocalS3
 
 from faultproxy import FAULT_CLASSES, RESET_REQUEST, FaultProxy
 

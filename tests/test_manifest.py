@@ -17,7 +17,7 @@ from s3repo_core._client import set_client
 from s3repo_core._digest import Digest
 from s3repo_core._errors import InvalidArgumentError, NotExistError, NotSupportedError
 from s3repo_core.liveset import BloomLiveset, ExactLiveset, digests_to_array
-from s3repo_core.localserver import LocalS3
+from devkit.localserver import LocalS3
 from s3repo_core.manifest import (
     BATCH_ROWS,
     ManifestRow,

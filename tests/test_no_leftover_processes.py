@@ -3,8 +3,8 @@
 A JuiceFS gateway inherits the environment of the process that starts it, so each test
 sets a marker variable of its own and looks, in /proc, for ``juicefs gateway``
 processes that carry it: gateways of other processes (another test session running on
-the same machine) are not counted. The session itself checks the same at its end
-(tests/conftest.py).
+the same machine) are not counted. The session itself checks the same at its end, for
+gateways and standalone ``devkit.clocked_moto`` servers (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from s3repo_core.localserver import juicefs_gateways, start_server
+from devkit.localserver import juicefs_gateways, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = [s for s in os.environ.get("S3REPO_TEST_SERVERS", "moto,juicefs").split(",") if s]
@@ -63,7 +63,7 @@ def test_start_server_in_a_with_block_starts_one_gateway_and_stops_it(marker: st
 
 @pytest.mark.timeout(300)
 def test_the_dagster_demo_on_juicefs_leaves_no_gateway_running(marker: str) -> None:
-    result = run("repo_pipelines.demo", "--server", "juicefs")
+    result = run("devkit.pipelines_demo", "--server", "juicefs")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.rstrip().endswith("stopped the S3 server")
     assert juicefs_gateways(marker) == []
@@ -71,7 +71,7 @@ def test_the_dagster_demo_on_juicefs_leaves_no_gateway_running(marker: str) -> N
 
 @pytest.mark.timeout(120)
 def test_the_tour_on_juicefs_leaves_no_gateway_running(marker: str) -> None:
-    result = run("s3repo_core.demo", "--server", "juicefs")
+    result = run("devkit.tour", "--server", "juicefs")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "server stopped" in result.stdout
     assert juicefs_gateways(marker) == []
@@ -79,9 +79,9 @@ def test_the_tour_on_juicefs_leaves_no_gateway_running(marker: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_program_that_forgets_to_stop_its_gateway_stops_it_at_exit(marker: str) -> None:
-    code = "from s3repo_core.localserver import start_server; print(start_server('juicefs').pid)"
+    code = "from devkit.localserver import start_server; print(start_server('juicefs').pid)"
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0

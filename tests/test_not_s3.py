@@ -17,6 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from devkit.localserver import LocalS3
 from s3repo_core import (
     Digest,
     NotExistError,
@@ -27,7 +28,6 @@ from s3repo_core import (
 )
 from s3repo_core._client import prepare_client
 from s3repo_core.liveset import ExactLiveset
-from s3repo_core.localserver import LocalS3
 
 PAGE = b"<html><body><h1>It works!</h1></body></html>"
 DIGEST = Digest.of(b"anything")

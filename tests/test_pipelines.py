@@ -33,12 +33,12 @@ from dagster import (
 
 from repo_pipelines import S3RepoResource, build_definitions
 from repo_pipelines.collection import report_table
-from repo_pipelines.demo import failure_message
+from devkit.pipelines_demo import failure_message
 from repo_pipelines.ingest import ingest
 from repo_pipelines.manifests import manifest_destination
 from repo_pipelines.schedules import DEFAULT_CRON, collection_schedule
 from s3repo_core import Digest, ManifestRow, S3Repository, read_manifest, write_manifest
-from s3repo_core.localserver import LocalS3
+from devkit.localserver import LocalS3
 
 GRACE = 5.0
 SHORT_WINDOWS = {"grace_seconds": GRACE, "refresh_window_seconds": 1.0, "settle_seconds": 1.0}

@@ -38,9 +38,9 @@ from dagster import (
 )
 from dagster._serdes import serialize_value
 
+from devkit.localserver import LocalS3
 from repo_pipelines import S3RepoResource, build_definitions
 from s3repo_core import Digest, ManifestRow, S3Repository, set_client, write_manifest
-from s3repo_core.localserver import LocalS3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -18,9 +18,9 @@ from dagster._serdes import serialize_value
 from pydantic import ValidationError
 from test_config_defaults import DeadEndpoint
 
+from devkit.localserver import LocalS3
 from repo_pipelines import S3RepoResource
 from s3repo_core import Digest, RepositoryError, S3Repository, make_client
-from s3repo_core.localserver import LocalS3
 
 SECRET = "SECRETMARKER123"
 TOKEN = "TOKENMARKER456"

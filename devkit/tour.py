@@ -1,6 +1,8 @@
 """A tour of s3repo against a real S3 server on 127.0.0.1.
 
-    python -m s3repo_core.demo [--server moto|juicefs]
+    python -m devkit.tour [--server moto|juicefs]
+
+(``python3 dev.py tour`` runs it too.)
 
 Starts a local S3 server (moto's by default, or the JuiceFS S3 gateway), creates a
 bucket, opens ``s3r://<bucket>/demo`` with :func:`dial` and uses the API: ``put`` of
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import (
+from s3repo_core import (
     Digest,
     File,
     IntegrityError,
@@ -32,6 +34,7 @@ from . import (
     dial,
     set_client,
 )
+
 from .localserver import start_server
 
 __all__ = ["DEMO_BYTES", "DemoFailure", "main"]
@@ -173,7 +176,7 @@ def tour(repo: S3Repository, client: Any, workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m s3repo_core.demo",
+        prog="python -m devkit.tour",
         description="Start a local S3 server and show s3repo's API at work on it.",
     )
     parser.add_argument(

@@ -1,6 +1,8 @@
 """The code location end to end on a local S3 server: ingest, manifest, collect.
 
-    python -m repo_pipelines.demo [--server moto|juicefs] [--ui]
+    python -m devkit.pipelines_demo [--server moto|juicefs] [--ui]
+
+(``python3 dev.py demo`` runs it too.)
 
 Starts a local S3 server on 127.0.0.1 and runs the real jobs through Dagster: two
 builds of files are ingested, the second with a manifest; after the grace period
@@ -28,12 +30,12 @@ from typing import Any
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
+from repo_pipelines.collection import report_table
+from repo_pipelines.definitions import build_definitions
+from repo_pipelines.resources import S3RepoResource
 from s3repo_core import CollectReport, ManifestRow
-from s3repo_core.localserver import LocalS3, start_server
 
-from .collection import report_table
-from .definitions import build_definitions
-from .resources import S3RepoResource
+from .localserver import LocalS3, start_server
 
 __all__ = ["Demo", "DemoFailure", "main"]
 
@@ -200,7 +202,7 @@ def serve_ui(server: LocalS3, bucket: str, home: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m repo_pipelines.demo",
+        prog="python -m devkit.pipelines_demo",
         description="Run the Dagster jobs end to end on a local S3 server on 127.0.0.1: "
         "ingest two builds (the second with a manifest), collect as a dry run and for "
         "real, fetch and stat. Exits 0 only if every check held.",
