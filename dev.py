@@ -34,7 +34,8 @@ commands:
                   `demo --ui` then starts `dagster dev` on the same server)
   tour [ARGS]     a tour of the library alone on a local S3 server
                   (python -m devkit.tour ARGS)
-  test [ARGS]     run `ruff check .`, then pytest ARGS (e.g. `test tests/test_cli.py -x`);
+  test [ARGS]     run `ruff check .` and `mypy --strict s3repo_core`, then pytest
+                  ARGS (e.g. `test tests/test_cli.py -x`);
                   set S3REPO_TEST_SERVERS=moto to test against one S3 server only
   faults [ARGS]   the fault suite in long mode: pytest tests/test_faults.py
                   tests/test_crash.py ARGS with S3REPO_FAULT_SEEDS=200 (set it, and
@@ -44,9 +45,9 @@ commands:
                   the temp directory)
   bench [ARGS]    run the benchmarks and write BENCHMARKS.md (python -m bench ARGS;
                   e.g. `bench --smoke`, `bench --servers moto --cases put,get`)
-  lint            run `ruff check .`
+  lint            run `ruff check .` and `mypy --strict s3repo_core`
 
-The exit code is the command's own (pytest's if the tests fail, else ruff's).
+The exit code is the command's own (pytest's if the tests fail, else ruff's or mypy's).
 """
 
 
@@ -89,8 +90,12 @@ def setup() -> int:
 
 
 def lint() -> int:
+    """ruff on everything, then mypy --strict on the library; the first failure's code."""
     step("ruff check .")
-    return run([PYTHON, "-m", "ruff", "check", "."])
+    ruff = run([PYTHON, "-m", "ruff", "check", "."])
+    step("mypy --strict s3repo_core")
+    mypy = run([PYTHON, "-m", "mypy", "--strict", "s3repo_core"])
+    return ruff or mypy
 
 
 def faults(args: list[str]) -> int:

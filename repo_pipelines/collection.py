@@ -1,12 +1,13 @@
 """Garbage collection as a fan-out: plan once, collect each shard in its own step, report.
 
-The plan step reads every manifest (failing closed on any bad one), fixes the
-threshold as the oldest manifest's time minus the grace, and emits one dynamic
-output per digest-prefix shard. Each shard step collects only its shard, so the
-executor runs shards in parallel: in processes here, on machines with the Kubernetes,
-Celery or Dask executors. The liveset travels to the shard steps through the IO
-manager, which must then be storage every step can read. The report step merges the
-shards' reports and logs them as an observation of the repository asset.
+The plan step calls the core's ``plan_collection``, which reads every manifest
+(failing closed on any bad one) and fixes the threshold as the oldest manifest's time
+minus the grace; the step emits the plan and one dynamic output per digest-prefix
+shard. Each shard step collects only its shard, so the executor runs shards in
+parallel: in processes here, on machines with the Kubernetes, Celery or Dask executors.
+The liveset travels to the shard steps through the IO manager, which must then be
+storage every step can read. The report step merges the shards' reports and logs them
+as an observation of the repository asset.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
@@ -29,14 +30,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from s3repo_core import (
-    BloomLiveset,
-    CollectReport,
-    ExactLiveset,
-    InvalidArgumentError,
-    read_liveset_with_info,
-    shard_names,
-)
+from s3repo_core import CollectReport, PlannedCollection
+from s3repo_core import plan_collection as plan_from_manifests
 
 from .assets import collection_observation
 from .errors import repository_step
@@ -78,15 +73,11 @@ class CollectConfig(Config):
 
 @dataclass(frozen=True)
 class CollectionPlan:
-    """What every shard step collects against: the same liveset and threshold."""
+    """What every shard step collects against: the core's plan (the same liveset and
+    threshold for all), and whether this run deletes."""
 
-    liveset: ExactLiveset | BloomLiveset
-    manifests: tuple[str, ...]
-    live_rows: int
-    oldest_manifest: datetime
-    threshold: datetime
+    planned: PlannedCollection
     dry_run: bool
-    planned_at: datetime
 
 
 @op(
@@ -101,58 +92,31 @@ def plan_collection(
 ) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
     with repository_step("reading the liveset manifests"):
         repo = repository.repository()
-        if not config.manifests:
-            raise InvalidArgumentError("no manifests configured: collection needs a liveset")
-        grace = (
-            repo.grace if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
+        grace = None if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
+        planned = plan_from_manifests(
+            repo,
+            config.manifests,
+            grace=grace,
+            liveset=config.liveset,
+            shard_width=config.shard_width,
+            client=repository.client(),
         )
-        if grace < repo.grace:
-            raise InvalidArgumentError(
-                f"grace_seconds {grace.total_seconds():g} is shorter than the repository's "
-                f"grace ({repo.grace.total_seconds():g} s); writers could lose objects"
-            )
-        for location in config.manifests:
-            repository.use_for(location)
-        if not 1 <= config.shard_width <= 4:
-            raise InvalidArgumentError(f"shard_width is 1 to 4, not {config.shard_width}")
-        shards = shard_names(config.shard_width)
-        liveset, info = read_liveset_with_info(config.manifests, kind=config.liveset)
-        # Whole seconds, as the server's clock is read (and as collect would round it).
-        threshold = (info.oldest_created_at - grace).replace(microsecond=0)
-        now = datetime.now(UTC)
-        if threshold > now - repo.grace:
-            raise InvalidArgumentError(
-                f"the oldest manifest was written at {info.oldest_created_at.isoformat()}, in "
-                f"the future by this clock ({now.isoformat()}): check the clocks"
-            )
-    plan = CollectionPlan(
-        liveset,
-        info.manifests,
-        info.num_rows,
-        info.oldest_created_at,
-        threshold,
-        config.dry_run,
-        now,
-    )
-    context.log.info(
-        f"{'dry run' if plan.dry_run else 'collecting'} {repo.url}: {info.num_rows} live rows "
-        f"from {len(info.manifests)} manifests; keeping whatever was modified after "
-        f"{threshold.isoformat()}; {len(shards)} shards"
-    )
+    plan = CollectionPlan(planned, config.dry_run)
+    context.log.info(f"{'dry run' if plan.dry_run else 'collecting'} {planned.summary()}")
     yield Output(
         plan,
         "plan",
         metadata={
             "repository": repo.url,
             "dry_run": plan.dry_run,
-            "manifests": MetadataValue.md("\n".join(f"- `{m}`" for m in info.manifests)),
-            "live rows": info.num_rows,
-            "oldest manifest": info.oldest_created_at.isoformat(),
-            "threshold": threshold.isoformat(),
-            "shards": len(shards),
+            "manifests": MetadataValue.md("\n".join(f"- `{m}`" for m in planned.locations)),
+            "live rows": planned.live_rows,
+            "oldest manifest": planned.oldest_manifest.isoformat(),
+            "threshold": planned.threshold.isoformat(),
+            "shards": len(planned.shards),
         },
     )
-    for shard in shards:
+    for shard in planned.shards:
         yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
 
 
@@ -166,8 +130,8 @@ def collect_shard(
     with repository_step(f"collecting shard {shard}"):
         repo = repository.repository()
         report = repo.collect(
-            plan.liveset,
-            threshold=plan.threshold,
+            plan.planned.liveset,
+            threshold=plan.planned.threshold,
             dry_run=plan.dry_run,
             shards=[shard],
             raise_on_errors=False,
@@ -217,7 +181,7 @@ def report_collection(
 ) -> Output[CollectReport]:
     report = reduce(CollectReport.merge, sorted(reports, key=lambda r: r.shards))
     context.log_event(collection_observation(report))
-    seconds = (datetime.now(UTC) - plan.planned_at).total_seconds()
+    seconds = (datetime.now(UTC) - plan.planned.planned_at).total_seconds()
     metadata = {
         "repository": report.repository,
         "dry_run": report.dry_run,

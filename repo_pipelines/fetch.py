@@ -2,19 +2,18 @@
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import Config, MetadataValue, OpExecutionContext, Out, Output, op
 from pydantic import Field
 
-from s3repo_core import Digest, File, NotExistError, S3Repository
+from s3repo_core import Digest, File, stat_many
 
 from .errors import repository_step
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
-__all__ = ["FetchConfig", "StatConfig", "fetch", "stat", "stat_all"]
+__all__ = ["FetchConfig", "StatConfig", "fetch", "stat"]
 
 
 class FetchConfig(Config):
@@ -24,22 +23,6 @@ class FetchConfig(Config):
 
 class StatConfig(Config):
     digests: list[str] = Field(description="The digests to look up.")
-
-
-def stat_all(repo: S3Repository, digests: Sequence[str]) -> list[File]:
-    """Every digest's File; NotExistError names all that are missing, not just the first."""
-    parsed = [Digest.parse(text) for text in digests]
-    files: list[File] = []
-    missing: list[str] = []
-    for digest in parsed:
-        try:
-            files.append(repo.stat(digest))
-        except NotExistError:
-            missing.append(str(digest))
-    if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise NotExistError(f"{len(missing)} of {len(parsed)} digests are not in {repo}: {shown}")
-    return files
 
 
 @op(
@@ -80,7 +63,7 @@ def fetch(
 def stat(context: OpExecutionContext, config: StatConfig, repository: S3RepoResource) -> Output:
     with repository_step("stat"):
         repo = repository.repository()
-        files = stat_all(repo, config.digests)
+        files = stat_many(repo, config.digests)
     total = sum(f.size for f in files)
     table = markdown_table(
         ["digest", "size"], ((f"`{f.digest}`", human_size(f.size)) for f in files)

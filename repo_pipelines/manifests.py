@@ -12,10 +12,9 @@ from typing import Any
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
 from pydantic import Field
 
-from s3repo_core import InvalidArgumentError, ManifestRow, write_manifest
+from s3repo_core import InvalidArgumentError, ManifestRow, stat_many, write_manifest
 
 from .errors import repository_step
-from .fetch import stat_all
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
@@ -63,13 +62,16 @@ def write_manifest_op(
     with repository_step(f"writing manifest {dest}"):
         repo = repository.repository()
         rows += [
-            ManifestRow(f.digest, f.size, config.source) for f in stat_all(repo, config.digests)
+            ManifestRow(f.digest, f.size, config.source) for f in stat_many(repo, config.digests)
         ]
         if not rows:
             raise InvalidArgumentError("an empty manifest: no upstream objects and no digests")
-        repository.use_for(dest)
         info = write_manifest(
-            dest, rows, created_by=f"dagster run {context.run_id}", created_at=now
+            dest,
+            rows,
+            created_by=f"dagster run {context.run_id}",
+            created_at=now,
+            client=repository.client(),
         )
     distinct = {row.digest: row.size for row in rows}
     table = markdown_table(

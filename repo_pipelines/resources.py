@@ -12,36 +12,33 @@ Timeouts and retries are those of ``s3repo_core``: a field left unset (None) mea
 boto3's standard configuration for the retries (``AWS_MAX_ATTEMPTS``,
 ``AWS_RETRY_MODE``, the profile), then s3repo's defaults, the same as the ``s3repo``
 command's. Each process builds one boto3 client per distinct connection setting and
-shares it between steps and threads (boto3 clients are thread-safe).
+shares it between steps and threads (boto3 clients are thread-safe): the core's
+``shared_client``. Ops hand that client to the core explicitly (the repository has it,
+and manifests are read and written with it); nothing is registered process-wide.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import ConfigDict, Field, field_validator
 
-from s3repo_core import S3Repository, StoreOptions, make_client, set_client
+from s3repo_core import S3Repository, StoreOptions
 from s3repo_core._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRY_MODE,
     RETRY_MODES,
+    shared_client,
 )
 
 __all__ = ["S3RepoResource"]
 
 MiB = 1024 * 1024
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
 
 
 class S3RepoResource(ConfigurableResource):
@@ -146,34 +143,29 @@ class S3RepoResource(ConfigurableResource):
         return cls(bucket=EnvVar("S3REPO_BUCKET"), **optional)
 
     def client(self) -> Any:
-        """This process's boto3 client for these connection settings."""
-        settings = {
-            "endpoint_url": self.endpoint_url,
-            "region": self.region,
-            "profile": self.profile,
-            "access_key_id": self.access_key_id,
-            "secret_access_key": self.secret_access_key,
-            "session_token": self.session_token,
-            "max_attempts": self.max_attempts,
-            "retry_mode": self.retry_mode,
-            "connect_timeout": self.connect_timeout,
-            "read_timeout": self.read_timeout,
-        }
-        # The key holds a hash, not the secret, so no secret sits in a dict's repr.
-        key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()
-        with _clients_lock:
-            if key not in _clients:
-                _clients[key] = make_client(**settings)
-            return _clients[key]
+        """This process's boto3 client for these connection settings, built on first use.
+
+        Ops read and write manifests in ``s3://`` with it (``client=``).
+        """
+        return shared_client(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            profile=self.profile,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+            session_token=self.session_token,
+            max_attempts=self.max_attempts,
+            retry_mode=self.retry_mode,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
 
     def repository(self) -> S3Repository:
-        """The repository, with this process's client (also used for its bucket's manifests)."""
-        client = self.client()
-        set_client(client, bucket=self.bucket)
+        """The repository, with this process's client (see :meth:`client`)."""
         return S3Repository(
             self.bucket,
             self.prefix,
-            client=client,
+            client=self.client(),
             part_size=self.part_size_mib * MiB,
             concurrency=self.concurrency,
             refresh_window=timedelta(seconds=self.refresh_window_seconds),
@@ -187,13 +179,3 @@ class S3RepoResource(ConfigurableResource):
                 owner=self.expected_bucket_owner,
             ),
         )
-
-    def use_for(self, location: str) -> None:
-        """Read and write a manifest at ``location`` with this resource's client.
-
-        For ``s3://bucket/...`` the client is set for that bucket; a local path needs none.
-        """
-        if location.startswith("s3://"):
-            bucket = urlsplit(location).netloc
-            if bucket:
-                set_client(self.client(), bucket=bucket)

@@ -6,10 +6,11 @@ bucket, byte-compatible with the Go original's layout. Open one with
 """
 
 from ._client import make_client, set_client
-from ._collect import CollectionFailedError, CollectReport, DeleteFailure, shard_names
+from ._collect import shard_names
 from ._dial import dial, register_scheme
 from ._digest import Digest, File
 from ._errors import (
+    CollectionFailedError,
     ConflictError,
     IntegrityError,
     InvalidArgumentError,
@@ -19,8 +20,13 @@ from ._errors import (
     RepositoryError,
     UnavailableError,
 )
+from ._filerepository import FileRepository
 from ._options import StoreOptions
+from ._planning import PlannedCollection, plan_collection
+from ._report import CollectReport, DeleteFailure
+from ._repository import Repository
 from ._s3repository import S3Repository
+from ._stat import stat_many
 from .liveset import BloomLiveset, ExactLiveset, Liveset
 from .manifest import (
     ManifestRow,
@@ -39,6 +45,7 @@ __all__ = [
     "Digest",
     "ExactLiveset",
     "File",
+    "FileRepository",
     "IntegrityError",
     "InvalidArgumentError",
     "Liveset",
@@ -46,17 +53,21 @@ __all__ = [
     "NotExistError",
     "NotSupportedError",
     "PermissionDeniedError",
+    "PlannedCollection",
+    "Repository",
     "RepositoryError",
     "S3Repository",
     "StoreOptions",
     "UnavailableError",
     "dial",
     "make_client",
+    "plan_collection",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",
     "register_scheme",
     "set_client",
     "shard_names",
+    "stat_many",
     "write_manifest",
 ]

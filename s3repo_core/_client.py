@@ -1,11 +1,18 @@
 """Which boto3 client talks to which bucket, and how long it waits and retries.
 
-As in the seed, a process sets one default client (or one per bucket) with
-:func:`set_client`; with none set, a client is built once from boto3's standard
-configuration: the credential chain, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
+Code that has a client passes it: a repository takes ``client=``, and so does every
+manifest function. For code that does not, as in the seed, a process sets one default
+client (or one per bucket) with :func:`set_client`, and :func:`client_for` finds it;
+with none set, the default is built once from boto3's standard configuration: the
+credential chain, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
 ``AWS_REGION``/``AWS_DEFAULT_REGION`` and the shared config files. So the same code runs
-against AWS and any S3-compatible store. boto3 clients are thread-safe; sessions are
-not, so a client is built under a lock and then shared.
+against AWS and any S3-compatible store.
+
+One cache holds the clients s3repo builds to share: :func:`shared_client`, one per
+distinct setting, built on first use (boto3 clients are thread-safe; sessions are not,
+so a client is built under a lock and then shared). The default client is its entry for
+no settings; the Dagster resource takes its clients from it too. What
+:func:`set_client` sets is not cached: it is the caller's choice, kept until changed.
 
 Timeouts and retries: one set of defaults, shared by the default client, the ``s3repo``
 command and the Dagster resource. Each setting comes from, in this order:
@@ -66,6 +73,7 @@ __all__ = [
     "prepare_client",
     "resolve_settings",
     "set_client",
+    "shared_client",
     "using_client",
     "worst_case_seconds",
 ]
@@ -85,8 +93,12 @@ RETRY_MODES = ("standard", "adaptive", "legacy")
 MAX_POOL_CONNECTIONS = 64
 
 _lock = threading.Lock()
+#: What set_client set: the default client (None: unset) and one client per bucket.
 _default: Any = None
 _by_bucket: dict[str, Any] = {}
+#: The one client cache: what shared_client built, by a hash of its settings.
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
 #: The companion of each client make_client built: (builder, the companion once built).
 _companions: weakref.WeakKeyDictionary[Any, _Companion] = weakref.WeakKeyDictionary()
 
@@ -383,8 +395,65 @@ def prepare_client(client: Any) -> Any:
     return client
 
 
+def _settings_key(settings: dict[str, Any]) -> str:
+    """A cache key for ``settings``: a hash, so that no secret sits in a dict's repr.
+
+    A setting left as None is the same as one not given.
+    """
+    given = sorted((name, value) for name, value in settings.items() if value is not None)
+    return hashlib.sha256(repr(given).encode()).hexdigest()
+
+
+def shared_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+    max_attempts: int | None = None,
+    retry_mode: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    long_read_timeout: float = LONG_READ_TIMEOUT,
+) -> Any:
+    """This process's client for these settings: :func:`make_client` builds it on first
+    use, and every later call with the same settings gets the same client.
+
+    With no settings, it is the default client of :func:`client_for`. Raises what
+    :func:`make_client` raises (and caches nothing then).
+    """
+    settings: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "profile": profile,
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+        "session_token": session_token,
+        "max_attempts": max_attempts,
+        "retry_mode": retry_mode,
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        "long_read_timeout": None if long_read_timeout == LONG_READ_TIMEOUT else long_read_timeout,
+    }
+    key = _settings_key(settings)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = make_client(
+                **{name: value for name, value in settings.items() if value is not None}
+            )
+        return client
+
+
 def set_client(client: Any, bucket: str | None = None) -> None:
-    """Use ``client`` for ``bucket``, or for every bucket without its own when None."""
+    """Use ``client`` for ``bucket``, or for every bucket without its own when None.
+
+    ``set_client(None)`` forgets the default client, and the one built from the
+    standard configuration: the next is built afresh (so it sees a changed environment).
+    ``set_client(None, bucket)`` forgets the bucket's client.
+    """
     global _default
     with _lock:
         if bucket is None:
@@ -393,6 +462,9 @@ def set_client(client: Any, bucket: str | None = None) -> None:
             _by_bucket.pop(bucket, None)
         else:
             _by_bucket[bucket] = prepare_client(client)
+    if bucket is None and client is None:
+        with _shared_lock:
+            _shared.pop(_settings_key({}), None)
 
 
 @contextmanager
@@ -409,12 +481,10 @@ def using_client(client: Any) -> Iterator[Any]:
 
 
 def client_for(bucket: str) -> Any:
-    """The client set for ``bucket``, else the default, built on first use if unset."""
-    global _default
+    """The client set for ``bucket``, else the one set as default, else the shared
+    client of the standard configuration (built on first use)."""
     with _lock:
         client = _by_bucket.get(bucket)
-        if client is not None:
-            return client
-        if _default is None:
-            _default = make_client()
-        return _default
+        if client is None:
+            client = _default
+    return client if client is not None else shared_client()

@@ -18,23 +18,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from ._errors import ConflictError, InvalidArgumentError, RepositoryError, UnavailableError
-from ._lease import HeldLease, list_leases, read_leases
-from ._listing import common_prefix, key_before, list_pages
+from ._errors import (
+    CollectionFailedError,
+    ConflictError,
+    InvalidArgumentError,
+    RepositoryError,
+    UnavailableError,
+)
+from ._keeper import CLOCK_RESOLUTION, Windows
+from ._lease import HeldLease, LeaseTimes, list_leases, read_leases
+from ._listing import common_prefix, key_before
 from ._names import Layout
-from ._translate import error_code, translated
+from ._report import MAX_LISTED_INVALID, CollectReport, DeleteFailure
+from ._store import DeleteOutcomeUnknown, ObjectInfo, Store
 from .liveset import Liveset, contains_many
 
-if TYPE_CHECKING:
-    from ._s3repository import S3Repository
-
-__all__ = ["CollectReport", "DeleteFailure", "classify_keys", "shard_names"]
+__all__ = ["Collector", "classify_keys", "collect", "shard_names"]
 
 HEX = "0123456789abcdef"
 OTHER = "other"
@@ -42,14 +46,12 @@ UPLOADS = "uploads"
 #: The most keys S3 deletes in one request.
 DELETE_BATCH = 1000
 MAX_DELETE_ATTEMPTS = 4
-#: Invalid keys listed in a report; more are counted.
-MAX_LISTED_INVALID = 1000
 
 
 def shard_names(width: int = 1) -> list[str]:
     """Every shard of a repository: ``16**width`` digest prefixes, 'other', 'uploads'."""
     if not 1 <= width <= 4:
-        raise ValueError("shard width is 1 to 4 hex digits")
+        raise InvalidArgumentError(f"shard width is 1 to 4 hex digits, got {width}")
     return [f"{n:0{width}x}" for n in range(16**width)] + [OTHER, UPLOADS]
 
 
@@ -71,86 +73,55 @@ def _check_shards(shards: list[str]) -> list[str]:
     return shards
 
 
-@dataclass(frozen=True)
-class DeleteFailure:
-    """A key the server refused to delete, with the error it gave for that key."""
+def collect(
+    store: Store,
+    layout: Layout,
+    name: str,
+    liveset: Liveset,
+    *,
+    windows: Windows,
+    concurrency: int,
+    threshold: datetime | None = None,
+    dry_run: bool = False,
+    shards: Sequence[str] | None = None,
+    keep_keys: bool = False,
+    raise_on_errors: bool = True,
+    pause_before_delete: float | None = None,
+) -> CollectReport:
+    """A repository's ``collect``: the threshold checked, then one :class:`Collector` run.
 
-    key: str
-    code: str
-    message: str
-
-
-@dataclass
-class CollectReport:
-    """What a collection did (or, with ``dry_run``, would do)."""
-
-    repository: str
-    threshold: datetime
-    dry_run: bool
-    shards: list[str]
-    scanned: int = 0
-    scanned_bytes: int = 0
-    live: int = 0
-    live_bytes: int = 0
-    kept_recent: int = 0
-    recent_bytes: int = 0
-    collected: int = 0
-    bytes_collected: int = 0
-    invalid_count: int = 0
-    invalid_keys: list[str] = field(default_factory=list)
-    errors: list[DeleteFailure] = field(default_factory=list)
-    uploads_removed: int = 0
-    multipart_aborted: int = 0
-    duration: float = 0.0
-    collected_keys: list[str] | None = None
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.errors)
-
-    def merge(self, other: CollectReport) -> CollectReport:
-        """One report for two shards' reports (as an orchestrator aggregates them)."""
-        merged = CollectReport(
-            self.repository,
-            min(self.threshold, other.threshold),
-            self.dry_run or other.dry_run,
-            self.shards + other.shards,
+    ``threshold`` defaults to ``grace`` ago on the store's clock and may not be newer.
+    """
+    newest = store.server_now(layout.collections) - windows.grace
+    if threshold is None:
+        threshold = newest
+    elif threshold.tzinfo is None:
+        raise InvalidArgumentError("threshold must be timezone-aware (e.g. UTC)")
+    elif threshold > newest:
+        raise InvalidArgumentError(
+            f"threshold {threshold.isoformat()} is newer than now minus the grace period "
+            f"({newest.isoformat()}); writers could lose objects"
         )
-        for name in (
-            "scanned",
-            "scanned_bytes",
-            "live",
-            "live_bytes",
-            "kept_recent",
-            "recent_bytes",
-            "collected",
-            "bytes_collected",
-            "invalid_count",
-            "uploads_removed",
-            "multipart_aborted",
-        ):
-            setattr(merged, name, getattr(self, name) + getattr(other, name))
-        merged.invalid_keys = (self.invalid_keys + other.invalid_keys)[:MAX_LISTED_INVALID]
-        merged.errors = self.errors + other.errors
-        merged.duration = max(self.duration, other.duration)
-        if self.collected_keys is not None or other.collected_keys is not None:
-            merged.collected_keys = (self.collected_keys or []) + (other.collected_keys or [])
-        return merged
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["threshold"] = self.threshold.isoformat()
-        return data
-
-    def summary(self) -> str:
-        verb = "would collect" if self.dry_run else "collected"
-        return (
-            f"{self.repository}: scanned {self.scanned} objects, {self.live} live, "
-            f"{self.kept_recent} kept as recent, {verb} {self.collected} "
-            f"({self.bytes_collected} bytes), {self.invalid_count} invalid keys, "
-            f"{len(self.errors)} delete errors, {self.uploads_removed} stale uploads, "
-            f"{self.multipart_aborted} multipart uploads aborted, in {self.duration:.1f}s"
-        )
+    # Last-Modified is truncated to the second: keep whatever might be newer.
+    effective = threshold.replace(microsecond=0) - CLOCK_RESOLUTION
+    collector = Collector(
+        store,
+        layout,
+        name,
+        liveset,
+        effective,
+        settle=windows.settle,
+        lease_times=windows.lease,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        shards=shards,
+        keep_keys=keep_keys,
+        pause_before_delete=pause_before_delete,
+    )
+    report = collector.run()
+    if report.failed and raise_on_errors:
+        raise CollectionFailedError(report)
+    return report
 
 
 def classify_keys(
@@ -170,70 +141,56 @@ def classify_keys(
     return valid, live
 
 
-class CollectionFailedError(RepositoryError):
-    """A collection finished but could not delete some keys; ``report`` says which."""
-
-    def __init__(self, report: CollectReport) -> None:
-        self.report = report
-        shown = ", ".join(f"{f.key} ({f.code})" for f in report.errors[:5])
-        super().__init__(
-            f"collection of {report.repository} failed to delete {len(report.errors)} "
-            f"keys: {shown}{' ...' if len(report.errors) > 5 else ''}"
-        )
-
-
-# botocore would resend a DeleteObjects whose answer it did not get, possibly long after
-# the observation that justified it; collections resend only after looking again.
-_no_retry = threading.local()
-
-
-class _DeleteOutcomeUnknown(Exception):
-    pass
-
-
-def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, **_: Any) -> None:
-    if getattr(_no_retry, "active", False) and (
-        caught_exception is not None or (response is not None and response[0].status_code >= 500)
-    ):
-        raise _DeleteOutcomeUnknown(str(caught_exception or response[0].status_code))
-
-
 Candidate = tuple[str, int]
 
 
 class Collector:
-    """One run of ``S3Repository.collect``; see there for the contract."""
+    """One collection of ``store`` (laid out as ``layout``), named ``name`` in reports.
 
-    #: Seconds to wait between deciding and deleting; tests widen the race window with it.
+    Deletes what ``liveset`` does not name and was modified before ``threshold``; see
+    ``S3Repository.collect`` for the contract, which every implementation shares.
+    ``pause_before_delete`` holds each batch between its decision and its delete, so
+    that tests can widen the race between a collection and a writer (default: the
+    class attribute, 0).
+    """
+
     pause_before_delete = 0.0
 
     def __init__(
         self,
-        repo: S3Repository,
+        store: Store,
+        layout: Layout,
+        name: str,
         liveset: Liveset,
         threshold: datetime,
-        dry_run: bool,
-        shards: list[str],
-        keep_keys: bool,
+        *,
+        settle: timedelta,
+        lease_times: LeaseTimes,
+        concurrency: int,
+        dry_run: bool = False,
+        shards: Sequence[str] | None = None,
+        keep_keys: bool = False,
+        pause_before_delete: float | None = None,
     ) -> None:
-        self.repo = repo
-        self.client = repo.client
-        self.client.meta.events.register_first(
-            "needs-retry.s3.DeleteObjects",
-            _refuse_delete_retries,
-            unique_id="s3repo-no-blind-delete-retries",
-        )
+        self.store = store
+        self.layout = layout
+        self.name = name
         self.liveset = liveset
         self.threshold = threshold
         self.dry_run = dry_run
-        self.shards = _check_shards(list(shards))
-        self.report = CollectReport(repo.url, threshold, dry_run, list(self.shards))
+        self.shards = _check_shards(list(shards or shard_names()))
+        self.report = CollectReport(name, threshold, dry_run, list(self.shards))
         if keep_keys:
             self.report.collected_keys = []
+        self.settle = settle
+        self.lease_times = lease_times
+        self.concurrency = concurrency
+        if pause_before_delete is not None:
+            self.pause_before_delete = pause_before_delete
         self._lock = threading.Lock()
         self._unknown_outcome = False
-        self._decision_ttl = repo.settle.total_seconds() / 4
-        self._pending = threading.BoundedSemaphore(2 * repo.concurrency)
+        self._decision_ttl = settle.total_seconds() / 4
+        self._pending = threading.BoundedSemaphore(2 * concurrency)
         self._lease: HeldLease | None = None
 
     # -- the run -----------------------------------------------------------------------
@@ -243,25 +200,24 @@ class Collector:
         self._lease = None if self.dry_run else self._acquire_lease()
         try:
             with (
+                ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-list") as listers,
                 ThreadPoolExecutor(
-                    self.repo.concurrency, thread_name_prefix="s3repo-list"
-                ) as listers,
-                ThreadPoolExecutor(
-                    self.repo.concurrency, thread_name_prefix="s3repo-delete"
+                    self.concurrency, thread_name_prefix="s3repo-delete"
                 ) as deleters,
             ):
                 tasks = [listers.submit(self._run_shard, s, deleters) for s in self.shards]
                 wait(tasks)
                 deletions = [f for t in tasks if t.exception() is None for f in t.result()]
                 wait(deletions)
-                for future in (*tasks, *deletions):
+                everything: list[Future[Any]] = [*tasks, *deletions]
+                for future in everything:
                     if (error := future.exception()) is not None:
                         raise error
         finally:
             if self._lease is not None:
                 if self._unknown_outcome:
                     # A delete may still land; writers keep waiting while the lease is up.
-                    time.sleep(self.repo.settle.total_seconds())
+                    time.sleep(self.settle.total_seconds())
                 self._lease.release()
         self.report.duration = time.monotonic() - started
         return self.report
@@ -272,35 +228,32 @@ class Collector:
         Whatever fails after the lease is written, it is removed before the error
         propagates; dead leases (see ``_lease``) are removed on the way.
         """
-        repo = self.repo
-        times = repo.lease_times
+        store, layout, times = self.store, self.layout, self.lease_times
         lease = HeldLease(
-            self.client,
-            repo.bucket,
-            repo.layout.new_lease_key(),
+            store,
+            layout.new_lease_key(),
             {"shards": self.shards, "threshold": self.threshold.isoformat()},
             times,
-            repo.options.write_args(),  # a bucket policy may demand encryption of every write
         )
         try:
             lease.write()
             lease.start_heartbeat()
-            now = repo._server_now()
-            listed = list_leases(self.client, repo.bucket, repo.layout)
+            now = store.server_now(layout.collections)
+            listed = list_leases(store, layout)
             live = [(k, modified) for k, modified in listed if not times.is_dead(modified, now)]
-            for other in read_leases(self.client, repo.bucket, live):
+            for other in read_leases(store, live):
                 if other.key == lease.key:
                     break
                 if not other.shards or other.shards & set(self.shards):
                     raise ConflictError(
-                        f"another collection of {repo} holds shards "
+                        f"another collection of {self.name} holds shards "
                         f"{sorted(other.shards & set(self.shards)) or 'all'} "
                         f"(lease {other.key}, renewed {other.modified:%Y-%m-%d %H:%M:%S}Z; "
                         f"it dies {times.ttl.total_seconds():g}s after its last renewal)"
                     )
             for dead, modified in listed:
                 if times.is_dead(modified, now):
-                    repo._delete_quietly(dead)
+                    store.delete_quietly(dead)
         except BaseException:
             lease.release()
             raise
@@ -316,9 +269,9 @@ class Collector:
                 futures.append(self._submit(deleters, candidates, decided_at, self._count_object))
         return futures
 
-    def _pages(self, shard: str) -> Iterator[tuple[float, list[dict[str, Any]]]]:
+    def _pages(self, shard: str) -> Iterator[tuple[float, list[ObjectInfo]]]:
         """(time the LIST was sent, its contents) for each page of ``shard``."""
-        layout = self.repo.layout
+        layout = self.layout
         if shard != OTHER:
             yield from self._list(layout.objects_shard(shard), None, None)
             return
@@ -336,36 +289,35 @@ class Collector:
 
     def _list(
         self, prefix: str, start_after: str | None, stop_before: str | None
-    ) -> Iterator[tuple[float, list[dict[str, Any]]]]:
-        pages = list_pages(self.client, self.repo.bucket, prefix, start_after or "")
-        for decided_at, page in pages:
-            contents = page.get("Contents", [])
+    ) -> Iterator[tuple[float, list[ObjectInfo]]]:
+        for page in self.store.list_pages(prefix, start_after or ""):
+            contents = page.items
             if stop_before is not None:
-                kept = [item for item in contents if item["Key"] < stop_before]
+                kept = [item for item in contents if item.key < stop_before]
                 if len(kept) < len(contents):
-                    yield decided_at, kept
+                    yield page.sent_at, kept
                     return
-            yield decided_at, contents
+            yield page.sent_at, contents
 
-    def _classify(self, shard: str, contents: list[dict[str, Any]]) -> list[Candidate]:
-        valid, live = classify_keys(self.repo.layout, self.liveset, [i["Key"] for i in contents])
+    def _classify(self, shard: str, contents: list[ObjectInfo]) -> list[Candidate]:
+        valid, live = classify_keys(self.layout, self.liveset, [i.key for i in contents])
         scanned_bytes = 0
         invalid: list[str] = []
         candidates: list[Candidate] = []
         counts = {"live": 0, "live_bytes": 0, "recent": 0, "recent_bytes": 0}
         for item, is_valid, is_live in zip(contents, valid.tolist(), live.tolist(), strict=True):
-            size = int(item.get("Size", 0))
+            size = item.size
             scanned_bytes += size
             if not is_valid:
-                invalid.append(item["Key"])
+                invalid.append(item.key)
             elif is_live:
                 counts["live"] += 1
                 counts["live_bytes"] += size
-            elif item["LastModified"] >= self.threshold:
+            elif item.modified >= self.threshold:
                 counts["recent"] += 1
                 counts["recent_bytes"] += size
             else:
-                candidates.append((item["Key"], size))
+                candidates.append((item.key, size))
         with self._lock:
             report = self.report
             report.scanned += len(contents)
@@ -417,7 +369,6 @@ class Collector:
     def _delete(
         self, batch: list[Candidate], decided_at: float, count: Callable[[str, int], None]
     ) -> None:
-        repo = self.repo
         pending = batch
         failures: dict[str, DeleteFailure] = {}
         if self.pause_before_delete:
@@ -431,27 +382,18 @@ class Collector:
                 return
             sizes = dict(pending)
             try:
-                _no_retry.active = True
-                with translated(f"deleting {len(pending)} objects from {repo}"):
-                    response = self.client.delete_objects(
-                        Bucket=repo.bucket,
-                        Delete={"Objects": [{"Key": k} for k, _ in pending], "Quiet": True},
-                    )
-            except (RepositoryError, _DeleteOutcomeUnknown) as exc:
+                refused = self.store.delete_many([k for k, _ in pending])
+            except (RepositoryError, DeleteOutcomeUnknown) as exc:
                 self._unknown_outcome = sent_blind = True
                 failures = {k: DeleteFailure(k, type(exc).__name__, str(exc)) for k in sizes}
                 decided_at = float("-inf")  # look at every key again before resending
                 continue
-            finally:
-                _no_retry.active = False
-            refused = {e["Key"]: e for e in response.get("Errors", []) if e.get("Key") in sizes}
             with self._lock:
                 for key, size in pending:
                     if key not in refused:
                         count(key, size)
             failures = {
-                k: DeleteFailure(k, e.get("Code", ""), e.get("Message", ""))
-                for k, e in refused.items()
+                k: DeleteFailure(k, code, message) for k, (code, message) in refused.items()
             }
             pending = [(k, sizes[k]) for k in refused]
             decided_at = float("-inf")
@@ -467,7 +409,7 @@ class Collector:
     ) -> tuple[float, list[Candidate]]:
         """The keys to delete now: looked at again if their decision is stale, and only
         once our lease is sure to outlive the delete (it may land up to settle later)."""
-        settle = self.repo.settle.total_seconds()
+        settle = self.settle.total_seconds()
         for _ in range(8):
             if self._lease is not None:
                 self._lease.wait_live_for(settle)
@@ -475,7 +417,7 @@ class Collector:
                 decided_at, pending = self._look_again(pending, count, sent_blind)
             if not pending or self._lease is None or self._lease.is_live_for(settle):
                 return decided_at, pending
-        raise UnavailableError(f"the collection lease of {self.repo} keeps running short")
+        raise UnavailableError(f"the collection lease of {self.name} keeps running short")
 
     def _look_again(
         self, pending: list[Candidate], count: Callable[[str, int], None], sent_blind: bool
@@ -509,45 +451,26 @@ class Collector:
         start_after = key_before(first)
         prefix = common_prefix(start_after or first, last)
         found: dict[str, datetime] = {}
-        for _, page in list_pages(self.client, self.repo.bucket, prefix, start_after):
-            for item in page.get("Contents", []):
-                if item["Key"] > last:
+        for page in self.store.list_pages(prefix, start_after):
+            for item in page.items:
+                if item.key > last:
                     return found
-                found[item["Key"]] = item["LastModified"]
+                found[item.key] = item.modified
         return found
 
     def _sweep_uploads(self, deleters: ThreadPoolExecutor) -> list[Future[None]]:
-        repo = self.repo
+        layout = self.layout
         futures: list[Future[None]] = []
-        for decided_at, contents in self._list(repo.layout.uploads, None, None):
-            stale = [
-                (item["Key"], int(item.get("Size", 0)))
-                for item in contents
-                if item["LastModified"] < self.threshold
-            ]
+        for decided_at, contents in self._list(layout.uploads, None, None):
+            stale = [(item.key, item.size) for item in contents if item.modified < self.threshold]
             if stale:
                 futures.append(self._submit(deleters, stale, decided_at, self._count_upload))
-        ours = (repo.layout.objects, repo.layout.uploads)
-        args: dict[str, Any] = {"Bucket": repo.bucket, "Prefix": repo.layout.root}
-        while True:
-            with translated(f"listing multipart uploads of {repo}"):
-                page = self.client.list_multipart_uploads(**args)
-            for upload in page.get("Uploads", []):
-                if upload["Initiated"] >= self.threshold or not upload["Key"].startswith(ours):
-                    continue
-                if not self.dry_run:
-                    try:
-                        with translated(f"aborting a multipart upload to {upload['Key']}"):
-                            self.client.abort_multipart_upload(
-                                Bucket=repo.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                            )
-                    except RepositoryError as exc:
-                        if error_code(exc.__cause__) != "NoSuchUpload":  # type: ignore[arg-type]
-                            raise
-                        continue
-                with self._lock:
-                    self.report.multipart_aborted += 1
-            if not page.get("IsTruncated"):
-                return futures
-            args["KeyMarker"] = page.get("NextKeyMarker")
-            args["UploadIdMarker"] = page.get("NextUploadIdMarker")
+        ours = (layout.objects, layout.uploads)
+        for upload in self.store.list_uploads(layout.root):
+            if upload.initiated >= self.threshold or not upload.key.startswith(ours):
+                continue
+            if not self.dry_run and not self.store.abort_upload(upload):
+                continue  # finished or aborted meanwhile
+            with self._lock:
+                self.report.multipart_aborted += 1
+        return futures

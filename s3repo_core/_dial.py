@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urlsplit
 
 from ._errors import InvalidArgumentError, NotSupportedError
 
+if TYPE_CHECKING:
+    from ._repository import Repository
+
 __all__ = ["dial", "register_scheme", "registered_schemes"]
 
-_schemes: dict[str, Callable[[Any], Any]] = {}
+Opener = Callable[[SplitResult], "Repository"]
+_schemes: dict[str, Opener] = {}
 
 
-def register_scheme(scheme: str, opener: Callable[[Any], Any]) -> None:
+def register_scheme(scheme: str, opener: Opener) -> None:
     """Make ``dial`` open ``scheme://`` URLs with ``opener(parsed_url)``."""
     _schemes[scheme.lower()] = opener
 
@@ -22,7 +26,7 @@ def registered_schemes() -> list[str]:
     return sorted(_schemes)
 
 
-def dial(url: str) -> Any:
+def dial(url: str) -> Repository:
     """Open the repository at ``url``, e.g. ``s3r://bucket/prefix``.
 
     Raises InvalidArgumentError for a malformed URL (control characters, surrounding

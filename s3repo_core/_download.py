@@ -17,14 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
+from ._bucket import Body, S3Bucket
 from ._digest import Digest
 from ._errors import IntegrityError, UnavailableError
-from ._translate import translated
-
-if TYPE_CHECKING:
-    from ._s3repository import S3Repository
 
 __all__ = ["Download", "positional_writer"]
 
@@ -60,7 +57,7 @@ def positional_writer(out: BinaryIO, base: int) -> WriteAt:
     return seek_write
 
 
-def _new_file_beside(dest: Path) -> tuple[int, Path]:
+def new_file_beside(dest: Path) -> tuple[int, Path]:
     """A new temporary file next to ``dest``, with the mode any new file gets (umask)."""
     while True:
         tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.s3repo-part")
@@ -71,23 +68,32 @@ def _new_file_beside(dest: Path) -> tuple[int, Path]:
 
 
 class Download:
-    """One verified download of ``key`` (``size`` bytes, ``etag``) from ``repo``."""
+    """One verified download of ``key`` (``size`` bytes, ``etag``) from ``bucket``,
+    in ranges of ``part_size`` bytes, ``concurrency`` at a time."""
 
     #: How often one range is asked for again after it broke off or came back short.
     max_resumes = 3
 
     def __init__(
-        self, repo: S3Repository, digest: Digest, key: str, size: int, etag: str | None
+        self,
+        bucket: S3Bucket,
+        digest: Digest,
+        key: str,
+        size: int,
+        etag: str | None,
+        *,
+        part_size: int,
+        concurrency: int,
     ) -> None:
-        self.repo = repo
+        self.bucket = bucket
         self.digest = digest
         self.key = key
         self.size = size
         self.etag = etag
-        self.what = f"s3://{repo.bucket}/{key}"
-        self._client = repo.client
+        self.concurrency = concurrency
+        self.what = bucket.where(key)
         self.ranges = [
-            (first, min(first + repo.part_size, size)) for first in range(0, size, repo.part_size)
+            (first, min(first + part_size, size)) for first in range(0, size, part_size)
         ] or [(0, 0)]
 
     def to_path(self, dest: Path) -> int:
@@ -97,7 +103,7 @@ class Download:
         parent = dest.parent
         if not parent.is_dir():
             raise FileNotFoundError(2, "no such directory", str(parent))
-        fd, tmp = _new_file_beside(dest)
+        fd, tmp = new_file_beside(dest)
         try:
             with os.fdopen(fd, "r+b") as out:
                 if len(self.ranges) > 1:
@@ -120,17 +126,13 @@ class Download:
         resumes = 0
         while True:
             try:
-                with translated(self.what):
-                    body = self._get(offset, end)
-                    try:
-                        while offset < end:
-                            chunk = body.read(min(MiB, end - offset))
-                            if not chunk:
-                                break
-                            sink(offset, chunk)
-                            offset += len(chunk)
-                    finally:
-                        body.close()
+                with self._get(offset, end) as body:
+                    while offset < end:
+                        chunk = body.read(min(MiB, end - offset))
+                        if not chunk:
+                            break
+                        sink(offset, chunk)
+                        offset += len(chunk)
             except UnavailableError:
                 if resumes >= self.max_resumes:
                     raise
@@ -143,13 +145,9 @@ class Download:
                     )
             resumes += 1
 
-    def _get(self, first: int, end: int) -> Any:
-        args: dict[str, Any] = {"Bucket": self.repo.bucket, "Key": self.key}
-        if self.etag:
-            args["IfMatch"] = self.etag
-        if first > 0 or end < self.size:
-            args["Range"] = f"bytes={first}-{end - 1}"
-        return self._client.get_object(**args)["Body"]
+    def _get(self, first: int, end: int) -> Body:
+        whole = first == 0 and end >= self.size
+        return self.bucket.open(self.key, first, None if whole else end, self.etag)
 
     def _to_readable_file(self, out: BinaryIO) -> None:
         """Download into a file we can read back: ranges are written as they arrive.
@@ -161,7 +159,7 @@ class Download:
         write_at = positional_writer(out, 0)
         fd = out.fileno()
         hasher = hashlib.sha256()
-        concurrency = self.repo.concurrency
+        concurrency = self.concurrency
         with ThreadPoolExecutor(concurrency, thread_name_prefix="s3repo-get") as pool:
             futures = [pool.submit(self.read_range, a, b, write_at) for a, b in self.ranges]
             try:
@@ -189,9 +187,9 @@ class Download:
         if len(self.ranges) == 1:
             hasher.update(fetch(*self.ranges[0]))
         else:
-            window = self.repo.concurrency + 2
+            window = self.concurrency + 2
             in_flight: deque[Future[bytes]] = deque()
-            pool = ThreadPoolExecutor(self.repo.concurrency, thread_name_prefix="s3repo-get")
+            pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-get")
             with pool:
                 try:
                     for first, end in self.ranges:

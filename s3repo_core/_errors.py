@@ -17,7 +17,14 @@ a traceback while callers only ever catch ``RepositoryError``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._digest import Digest
+    from ._report import CollectReport
+
 __all__ = [
+    "CollectionFailedError",
     "ConflictError",
     "IntegrityError",
     "InvalidArgumentError",
@@ -30,7 +37,25 @@ __all__ = [
 
 
 class RepositoryError(Exception):
-    """Root of every error raised by s3repo."""
+    """Root of every error raised by s3repo.
+
+    Besides its message, an error carries what it is about, where that is known: the
+    store ``key``, the ``digest`` of the object, and the store's error ``code`` (an S3
+    error code such as ``NoSuchKey``, or an errno name for a local directory).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        key: str | None = None,
+        digest: Digest | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.digest = digest
+        self.code = code
 
 
 class NotExistError(RepositoryError):
@@ -59,3 +84,16 @@ class UnavailableError(RepositoryError):
 
 class ConflictError(RepositoryError):
     """Another operation holds what this one needs: a collection of the same shards."""
+
+
+class CollectionFailedError(RepositoryError):
+    """A collection finished but could not delete some keys; ``report`` says which."""
+
+    def __init__(self, report: CollectReport) -> None:
+        self.report = report
+        shown = ", ".join(f"{f.key} ({f.code})" for f in report.errors[:5])
+        super().__init__(
+            f"collection of {report.repository} failed to delete {len(report.errors)} "
+            f"keys: {shown}{' ...' if len(report.errors) > 5 else ''}",
+            code=report.errors[0].code if report.errors else None,
+        )

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._errors import NotExistError, UnavailableError
-from ._listing import list_pages
+from ._errors import InvalidArgumentError, NotExistError, UnavailableError
 from ._names import Layout
-from ._translate import translated
+from ._store import Store
 
 __all__ = [
     "HeldLease",
@@ -74,8 +73,6 @@ class LeaseTimes:
         heartbeat: timedelta | None = None,
         ttl: timedelta | None = None,
     ) -> LeaseTimes:
-        from ._errors import InvalidArgumentError
-
         if heartbeat is None:
             heartbeat = min(timedelta(seconds=30), max(settle / 2, timedelta(seconds=1)))
         if heartbeat <= timedelta(0):
@@ -107,16 +104,16 @@ class Lease:
     modified: datetime
 
 
-def list_leases(client: Any, bucket: str, layout: Layout) -> list[tuple[str, datetime]]:
+def list_leases(store: Store, layout: Layout) -> list[tuple[str, datetime]]:
     """(key, last modified) of every lease, live or dead."""
     return [
-        (item["Key"], item["LastModified"])
-        for _, page in list_pages(client, bucket, layout.collections)
-        for item in page.get("Contents", [])
+        (item.key, item.modified)
+        for page in store.list_pages(layout.collections)
+        for item in page.items
     ]
 
 
-def read_leases(client: Any, bucket: str, listed: list[tuple[str, datetime]]) -> list[Lease]:
+def read_leases(store: Store, listed: list[tuple[str, datetime]]) -> list[Lease]:
     """The leases ``listed`` with the shards each holds, oldest first.
 
     A lease whose body cannot be parsed holds every shard: it is respected until it dies.
@@ -124,8 +121,7 @@ def read_leases(client: Any, bucket: str, listed: list[tuple[str, datetime]]) ->
     result = []
     for key, modified in listed:
         try:
-            with translated(f"s3://{bucket}/{key}"):
-                body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body = store.read(key)
         except NotExistError:
             continue  # released meanwhile
         try:
@@ -136,13 +132,10 @@ def read_leases(client: Any, bucket: str, listed: list[tuple[str, datetime]]) ->
     return sorted(result, key=lambda lease: (lease.modified, lease.key))
 
 
-def any_live_lease(
-    client: Any, bucket: str, layout: Layout, now: datetime, times: LeaseTimes
-) -> bool:
+def any_live_lease(store: Store, layout: Layout, now: datetime, times: LeaseTimes) -> bool:
     """Whether any live lease exists at server time ``now``: one LIST, for writers."""
-    with translated(f"listing s3://{bucket}/{layout.collections}"):
-        page = client.list_objects_v2(Bucket=bucket, Prefix=layout.collections)
-    return any(not times.is_dead(item["LastModified"], now) for item in page.get("Contents", []))
+    page = next(store.list_pages(layout.collections))
+    return any(not times.is_dead(item.modified, now) for item in page.items)
 
 
 class HeldLease:
@@ -151,18 +144,8 @@ class HeldLease:
     :meth:`wait_live_for` is what a collector calls before each delete it sends.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        key: str,
-        body: dict[str, Any],
-        times: LeaseTimes,
-        write_args: dict[str, Any] | None = None,
-    ) -> None:
-        self.client = client
-        self._write_args = write_args or {}
-        self.bucket = bucket
+    def __init__(self, store: Store, key: str, body: dict[str, Any], times: LeaseTimes) -> None:
+        self.store = store
         self.key = key
         self.times = times
         self._body = json.dumps({**body, "host": socket.gethostname(), "pid": os.getpid()}).encode()
@@ -174,15 +157,12 @@ class HeldLease:
 
     @property
     def where(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return self.store.where(self.key)
 
     def write(self) -> None:
         """Write (or rewrite) the lease; on success, it is live from the send on."""
         sent_at = time.monotonic()
-        with translated(f"writing the collection lease {self.where}"):
-            self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=self._body, **self._write_args
-            )
+        self.store.put(self.key, self._body)
         with self._acked:
             self._acked_sent_at = sent_at
             self.beats += 1
@@ -239,8 +219,7 @@ class HeldLease:
             self._thread.join()
             self._thread = None
         try:
-            with translated(f"removing the collection lease {self.where}"):
-                self.client.delete_object(Bucket=self.bucket, Key=self.key)
+            self.store.delete(self.key)
         except Exception as exc:
             log.warning(
                 "could not remove the collection lease %s (it dies in %ss): %s",

@@ -1,37 +1,8 @@
-"""Listing keys page by page, from a given key on: the one LIST loop of the library."""
+"""Key arithmetic for listings: where to start one, and what two keys share."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from typing import Any
-
-from ._translate import translated
-
-__all__ = ["common_prefix", "key_before", "list_pages"]
-
-
-def list_pages(
-    client: Any, bucket: str, prefix: str, start_after: str = "", page_size: int | None = None
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """(monotonic time the LIST was sent, its response) for each page, in key order.
-
-    Stop consuming it to stop listing: each page is requested only when asked for.
-    """
-    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-    if start_after:
-        args["StartAfter"] = start_after
-    if page_size is not None:
-        args["MaxKeys"] = page_size
-    while True:
-        sent_at = time.monotonic()
-        with translated(f"listing s3://{bucket}/{prefix}"):
-            page = client.list_objects_v2(**args)
-        yield sent_at, page
-        if not page.get("IsTruncated"):
-            return
-        args["ContinuationToken"] = page["NextContinuationToken"]
-        args.pop("StartAfter", None)
+__all__ = ["common_prefix", "key_before"]
 
 
 def key_before(key: str) -> str:

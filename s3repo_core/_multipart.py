@@ -8,69 +8,44 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor, Future
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from ._translate import translated
+from ._store import PendingUpload
+
+if TYPE_CHECKING:
+    from ._bucket import S3Bucket
 
 __all__ = ["MultipartUpload", "copy_parts"]
 
 
 class MultipartUpload:
-    """One S3 multipart upload to ``bucket``/``key``.
-
-    Server-side part copies and the completion take as long as the object is large, so
-    they go through ``slow_client`` (one that waits longer for an answer), if given.
-    """
+    """One S3 multipart upload to ``key`` in ``bucket``, begun on construction."""
 
     def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        key: str,
-        *,
-        slow_client: Any = None,
-        **create_args: Any,
+        self, bucket: S3Bucket, key: str, metadata: Mapping[str, str] | None = None
     ) -> None:
-        self.client = client
-        self.slow_client = slow_client if slow_client is not None else client
         self.bucket = bucket
         self.key = key
-        self._what = f"multipart upload to s3://{bucket}/{key}"
-        with translated(self._what):
-            response = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args)
-        self.upload_id: str = response["UploadId"]
+        self.upload_id = bucket.create_upload(key, metadata)
         self._parts: dict[int, str] = {}
         self._lock = threading.Lock()
         self._finished = False
 
     def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
         """Upload part ``number`` (1-based); safe to call from several threads."""
-        with translated(f"{self._what}, part {number}"):
-            response = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=bytes(data) if isinstance(data, memoryview) else data,
-            )
+        body = bytes(data) if isinstance(data, memoryview) else data
+        etag = self.bucket.upload_part(self.key, self.upload_id, number, body)
         with self._lock:
-            self._parts[number] = response["ETag"]
+            self._parts[number] = etag
 
-    def copy_part(self, number: int, source: dict[str, str], first: int, last: int) -> None:
+    def copy_part(self, number: int, source: Mapping[str, str], first: int, last: int) -> None:
         """Copy bytes ``first..last`` (inclusive) of ``source`` into part ``number``."""
-        with translated(f"{self._what}, copying part {number}"):
-            response = self.slow_client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceRange=f"bytes={first}-{last}",
-            )
+        etag = self.bucket.copy_part(self.key, self.upload_id, number, source, first, last)
         with self._lock:
-            self._parts[number] = response["CopyPartResult"]["ETag"]
+            self._parts[number] = etag
 
     def upload_all(
         self,
@@ -102,28 +77,17 @@ class MultipartUpload:
                     future.exception()
         return number
 
-    def complete(self) -> dict[str, Any]:
+    def complete(self) -> None:
         """Publish the parts as one object, atomically."""
-        parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
-        with translated(f"completing {self._what}"):
-            response = self.slow_client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+        self.bucket.complete_upload(self.key, self.upload_id, self._parts)
         self._finished = True
-        return response
 
     def abort(self) -> None:
         """Discard the upload and its parts; nothing becomes visible."""
         if self._finished:
             return
         self._finished = True
-        with translated(f"aborting {self._what}"):
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
-            )
+        self.bucket.abort_upload(PendingUpload(self.key, self.upload_id, datetime.now(UTC)))
 
     def __enter__(self) -> MultipartUpload:
         return self
@@ -140,7 +104,7 @@ class MultipartUpload:
 
 def copy_parts(
     upload: MultipartUpload,
-    source: dict[str, str],
+    source: Mapping[str, str],
     size: int,
     part_size: int,
     executor: Executor,

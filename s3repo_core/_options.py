@@ -21,11 +21,13 @@ import functools
 import re
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, NotSupportedError
 
 __all__ = ["StoreOptions", "expect_owner"]
 
@@ -124,6 +126,25 @@ class StoreOptions:
         return ({"sse"} if self.sse else set()) | (
             {"storage-class"} if self.storage_class else set()
         )
+
+    @contextmanager
+    def named_in_refusals(self) -> Iterator[None]:
+        """Writes whose NotSupportedError names these options.
+
+        A store that lacks encryption or a storage class (the JuiceFS gateway answers
+        501 NotImplemented to any encryption header) cannot say which header it refused.
+        """
+        try:
+            yield
+        except NotSupportedError as exc:
+            if not self.needs():
+                raise
+            raise NotSupportedError(
+                f"{exc} (this repository writes with {self.query()}: "
+                "the store may not support that)",
+                key=exc.key,
+                code=exc.code,
+            ) from exc
 
 
 # -- the bucket owner, on every request ----------------------------------------------

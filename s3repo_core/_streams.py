@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 
 from ._digest import Digest
 from ._errors import IntegrityError, InvalidArgumentError, RepositoryError
-from ._translate import translated
 
 __all__ = ["HashingReader", "VerifyingReader", "as_stream", "rewind_point"]
 
@@ -52,7 +51,8 @@ def _remaining(stream: Any) -> int | None:
             return max(0, end - here)
         status = os.fstat(stream.fileno())
         if stat.S_ISREG(status.st_mode):
-            return max(0, status.st_size - stream.tell())
+            position: int = stream.tell()
+            return max(0, status.st_size - position)
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
         pass
     return None
@@ -258,8 +258,7 @@ class VerifyingReader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         while True:
             try:
-                with translated(self._what):
-                    data = self._body.read(len(view)) if len(view) else b""
+                data = self._body.read(len(view)) if len(view) else b""
                 break
             except RepositoryError:
                 if self._resumes_left <= 0 or self._read >= self._size:
@@ -280,7 +279,9 @@ class VerifyingReader(io.RawIOBase):
                 self._hash.update(data)
             self._read += n
             if self._read > self._size:
-                raise IntegrityError(f"{self._what}: more bytes than its {self._size}")
+                raise IntegrityError(
+                    f"{self._what}: more bytes than its {self._size}", digest=self._digest
+                )
         elif len(view):
             self._verify()
         return n
@@ -289,11 +290,16 @@ class VerifyingReader(io.RawIOBase):
         if self._verified:
             return
         if self._read != self._size:
-            raise IntegrityError(f"{self._what}: read {self._read} bytes, expected {self._size}")
+            raise IntegrityError(
+                f"{self._what}: read {self._read} bytes, expected {self._size}",
+                digest=self._digest,
+            )
         actual = self._hash.digest()
         self._hash.close()
         if actual != self._digest:
-            raise IntegrityError(f"{self._what}: bytes hash to {actual}, not {self._digest}")
+            raise IntegrityError(
+                f"{self._what}: bytes hash to {actual}, not {self._digest}", digest=self._digest
+            )
         self._verified = True
 
     def _close_body(self) -> None:

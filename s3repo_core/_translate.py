@@ -108,15 +108,29 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-def translate(exc: Exception, what: str) -> RepositoryError:
-    """The s3repo error for a botocore (or urllib3) exception; ``what`` names the target."""
+def translate(exc: Exception, what: str, key: str | None = None) -> RepositoryError:
+    """The s3repo error for a botocore (or urllib3) exception; ``what`` names the target.
+
+    The error carries ``key`` and the S3 error code (or HTTP status) as fields.
+    """
+    error = _translate(exc, what)
+    if error is not exc:
+        if error.key is None:
+            error.key = key
+        if error.code is None and isinstance(exc, bx.ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            error.code = error_code(exc) or (str(status) if status else None)
+    return error
+
+
+def _translate(exc: Exception, what: str) -> RepositoryError:
     if isinstance(exc, RepositoryError):
         return exc
     if isinstance(exc, Boto3Error):
         # boto3's transfer manager wraps the botocore error that made it give up.
         cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
         if isinstance(cause, Exception) and cause is not exc:
-            return translate(cause, what)
+            return _translate(cause, what)
         return RepositoryError(f"{what}: {exc}")
     if isinstance(exc, bx.ClientError):
         code = error_code(exc)
@@ -205,7 +219,7 @@ def _is_boundary_error(exc: Exception) -> bool:
 
 
 @contextmanager
-def translated(what: str) -> Iterator[None]:
+def translated(what: str, key: str | None = None) -> Iterator[None]:
     """Run a block of boto3 calls; botocore errors leave it as RepositoryError."""
     try:
         yield
@@ -213,5 +227,5 @@ def translated(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         if _is_boundary_error(exc):
-            raise translate(exc, what) from exc
+            raise translate(exc, what, key) from exc
         raise

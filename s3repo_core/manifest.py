@@ -17,6 +17,10 @@ manifest. Reads fail closed: every row is validated, and a bad row, a file that 
 Parquet, or a missing file raises; nothing is returned half-read. Rows are numbered
 from 0 in error messages. Rows stream through in batches of :data:`BATCH_ROWS`, so
 no step needs one Python object per row of a whole manifest.
+
+Every function that reads or writes ``s3://`` takes the boto3 client to use as
+``client=``; without one, the client set for the bucket with
+:func:`~s3repo_core.set_client` is used, else the default client (see ``_client``).
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._client import client_for
+from ._bucket import S3Bucket
+from ._client import client_for, prepare_client
 from ._digest import Digest
 from ._errors import (
     InvalidArgumentError,
@@ -45,7 +50,6 @@ from ._errors import (
     RepositoryError,
 )
 from ._names import RESERVED_AREAS, check_bucket, reserved_area_of
-from ._translate import translated
 from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset
 
 __all__ = [
@@ -71,13 +75,12 @@ CREATED_AT_KEY = b"s3repo.created_at"
 CREATED_BY_KEY = b"s3repo.created_by"
 
 #: The schema :func:`write_manifest` writes and :class:`Manifest` holds.
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("digest", pa.binary(32), nullable=False),
-        pa.field("size", pa.int64(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-    ]
-)
+_MANIFEST_FIELDS: list[pa.Field[Any]] = [
+    pa.field("digest", pa.binary(32), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+]
+MANIFEST_SCHEMA = pa.schema(_MANIFEST_FIELDS)
 
 _DIGEST_TEXT = r"^sha256:[0-9a-f]{64}$"
 _DIGEST_TEXT_LENGTH = len("sha256:") + 64
@@ -110,7 +113,10 @@ class ManifestRow:
 
 @dataclass(frozen=True, slots=True)
 class ManifestInfo:
-    """What :func:`write_manifest` wrote: where, how many rows, when and by what."""
+    """One manifest: where, how many rows, when and by what it was made.
+
+    What :func:`write_manifest` wrote, and what :func:`read_liveset_with_info` read.
+    """
 
     location: str
     num_rows: int
@@ -130,6 +136,8 @@ class LivesetInfo:
     num_rows: int
     oldest_created_at: datetime
     newest_created_at: datetime
+    #: Each manifest read, in the order of ``manifests``.
+    per_manifest: tuple[ManifestInfo, ...] = ()
 
 
 class Manifest:
@@ -156,8 +164,9 @@ class Manifest:
     def __iter__(self) -> Iterator[ManifestRow]:
         for batch in self.table.to_batches(BATCH_ROWS):
             digests = _digest_array(batch.column(0))
-            sizes = batch.column(1).to_pylist()
-            sources = batch.column(2).to_pylist()
+            # Validated columns: non-null int64 and string.
+            sizes = cast("list[int]", batch.column(1).to_pylist())
+            sources = cast("list[str]", batch.column(2).to_pylist())
             for raw, size, source in zip(digests, sizes, sources, strict=True):
                 yield ManifestRow(Digest(raw.tobytes()), size, source)
 
@@ -225,13 +234,22 @@ def check_manifest_location(dest: str | os.PathLike[str] | _Location) -> None:
         )
 
 
+def _client_of(loc: _Location, client: Any) -> Any:
+    """``client`` (prepared for s3repo) if given, else the one the registry has for the
+    bucket of ``loc``."""
+    if client is not None:
+        return prepare_client(client)
+    assert loc.bucket is not None
+    return client_for(loc.bucket)
+
+
 def _remove(path: str) -> None:
     with suppress(FileNotFoundError):
         os.remove(path)
 
 
 @contextmanager
-def _local_copy(loc: _Location, tmpdir: str | None = None) -> Iterator[str]:
+def _local_copy(loc: _Location, tmpdir: str | None = None, client: Any = None) -> Iterator[str]:
     """A local path holding the manifest at ``loc``, removed afterwards if downloaded."""
     if not loc.is_s3:
         yield loc.path
@@ -242,15 +260,15 @@ def _local_copy(loc: _Location, tmpdir: str | None = None) -> Iterator[str]:
     os.close(fd)
     try:
         assert loc.bucket is not None
-        client = client_for(loc.bucket)
-        with translated(f"downloading manifest {loc}"):
-            client.download_file(loc.bucket, loc.path, tmp)
+        S3Bucket(loc.bucket, _client_of(loc, client)).download_file(loc.path, tmp)
         yield tmp
     finally:
         _remove(tmp)
 
 
-def _expand(srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[_Location]:
+def _expand(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], client: Any = None
+) -> list[_Location]:
     """Manifest files named by ``srcs``: files, directories and s3:// prefixes ending in '/'."""
     if isinstance(srcs, str | os.PathLike):
         srcs = [srcs]
@@ -258,7 +276,7 @@ def _expand(srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> 
     for src in srcs:
         loc = _Location.parse(src)
         if loc.is_s3 and (not loc.path or loc.path.endswith("/")):
-            files = _list_s3(loc)
+            files = _list_s3(loc, client)
         elif not loc.is_s3 and (loc.path.endswith(("/", os.sep)) or os.path.isdir(loc.path)):
             files = _list_dir(loc)
         else:
@@ -279,15 +297,15 @@ def _list_dir(loc: _Location) -> list[_Location]:
     return [_Location(None, str(p)) for p in sorted(root.rglob("*.parquet")) if p.is_file()]
 
 
-def _list_s3(loc: _Location) -> list[_Location]:
+def _list_s3(loc: _Location, client: Any = None) -> list[_Location]:
     assert loc.bucket is not None
-    client = client_for(loc.bucket)
-    keys: list[str] = []
-    with translated(f"listing manifests under {loc}"):
-        for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=loc.bucket, Prefix=loc.path
-        ):
-            keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".parquet"))
+    bucket = S3Bucket(loc.bucket, _client_of(loc, client))
+    keys = [
+        item.key
+        for page in bucket.list_pages(loc.path)
+        for item in page.items
+        if item.key.endswith(".parquet")
+    ]
     return [_Location(loc.bucket, key) for key in sorted(keys)]
 
 
@@ -361,6 +379,7 @@ def write_manifest(
     *,
     created_by: str = "s3repo",
     created_at: datetime | None = None,
+    client: Any = None,
 ) -> ManifestInfo:
     """Write a manifest of ``rows`` to a local path or ``s3://bucket/key``, atomically.
 
@@ -378,6 +397,9 @@ def write_manifest(
     the prefix (any prefix can be a repository's), before anything is written. Whole
     segments only: ``manifests/objects-2024/live.parquet`` or a key named ``objects``
     are fine. Local paths are not S3 keys and are not checked.
+
+    ``client`` is the boto3 client to upload with (default: the bucket's, see the module
+    docstring); a local path needs none.
     """
     loc = _Location.parse(dest)
     if loc.is_s3 and (not loc.path or loc.path.endswith("/")):
@@ -405,14 +427,8 @@ def write_manifest(
         count = _write_parquet(tmp, rows, metadata)
         if loc.is_s3:
             assert loc.bucket is not None
-            client = client_for(loc.bucket)
-            with translated(f"uploading manifest {loc}"):
-                client.upload_file(
-                    tmp,
-                    loc.bucket,
-                    loc.path,
-                    ExtraArgs={"ContentType": "application/vnd.apache.parquet"},
-                )
+            bucket = S3Bucket(loc.bucket, _client_of(loc, client))
+            bucket.upload_file(tmp, loc.path, "application/vnd.apache.parquet")
         else:
             os.replace(tmp, loc.path)
     finally:
@@ -423,31 +439,42 @@ def write_manifest(
 # -- reading --------------------------------------------------------------------------
 
 
-def _first(mask: pa.Array | np.ndarray) -> int:
+def _first(mask: pa.Array[Any] | np.ndarray) -> int:
     """Index of the first True in ``mask``."""
     values = mask.to_numpy(zero_copy_only=False) if isinstance(mask, pa.Array) else mask
     return int(np.flatnonzero(values)[0])
 
 
-def _digest_array(col: pa.Array) -> np.ndarray:
+def _buffer(col: pa.Array[Any], i: int) -> memoryview:
+    """Buffer ``i`` of ``col``, typed for ``np.frombuffer``.
+
+    A ``pa.Buffer`` exports the buffer protocol, which is all ``np.frombuffer`` needs,
+    but numpy's stubs (before Python 3.12's ``collections.abc.Buffer``) accept only
+    concrete types such as ``memoryview``. A cast, not a conversion: the array still
+    views the Arrow buffer itself (and a missing buffer, None, fails in numpy as before).
+    """
+    return cast(memoryview, col.buffers()[i])
+
+
+def _digest_array(col: pa.Array[Any]) -> np.ndarray:
     """A validated fixed_size_binary(32) Arrow array as a DIGEST_DTYPE array (a view)."""
     return np.frombuffer(
-        col.buffers()[1], dtype=DIGEST_DTYPE, count=len(col), offset=col.offset * 32
+        _buffer(col, 1), dtype=DIGEST_DTYPE, count=len(col), offset=col.offset * 32
     )
 
 
-def _values(col: pa.Array, width: int) -> np.ndarray:
+def _values(col: pa.Array[Any], width: int) -> np.ndarray:
     """The bytes of a (large_)binary or string array whose values are all ``width`` long."""
     large = pa.types.is_large_binary(col.type) or pa.types.is_large_string(col.type)
     offset_type = np.int64 if large else np.int32
     offsets = np.frombuffer(
-        col.buffers()[1],
+        _buffer(col, 1),
         dtype=offset_type,
         count=len(col) + 1,
         offset=col.offset * np.dtype(offset_type).itemsize,
     )
     start = int(offsets[0])
-    data = np.frombuffer(col.buffers()[2], dtype=np.uint8) if len(col) else np.empty(0, np.uint8)
+    data = np.frombuffer(_buffer(col, 2), dtype=np.uint8) if len(col) else np.empty(0, np.uint8)
     return data[start : start + width * len(col)].reshape(len(col), width)
 
 
@@ -578,11 +605,12 @@ class _Reader:
             source = source.cast(pa.string())
         return pa.record_batch([digests, sizes, source], schema=MANIFEST_SCHEMA)
 
-    def _check_digests(self, col: pa.Array, row: int) -> pa.Array:
+    def _check_digests(self, col: pa.Array[Any], row: int) -> pa.Array[Any]:
         if col.type == pa.binary(32):
             return col
         if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
-            lengths = pc.binary_length(col).to_numpy()
+            binary = cast("pa.BinaryArray | pa.LargeBinaryArray", col)
+            lengths = pc.binary_length(binary).to_numpy()
             if (lengths != 32).any():
                 i = _first(lengths != 32)
                 raise self._bad(row + i, f"digest is {lengths[i]} bytes, expected 32")
@@ -602,7 +630,7 @@ class _Reader:
             pa.binary(32), len(col), [None, pa.py_buffer(np.ascontiguousarray(raw).tobytes())]
         )
 
-    def _check_sizes(self, col: pa.Array, row: int) -> pa.Array:
+    def _check_sizes(self, col: pa.Array[Any], row: int) -> pa.Array[Any]:
         values = col.to_numpy()
         if values.dtype.kind == "u":
             bad = values > _INT64_MAX
@@ -616,24 +644,32 @@ class _Reader:
         return pa.array(values.astype(np.int64), pa.int64())
 
 
+def _info(reader: _Reader) -> ManifestInfo:
+    """What ``reader`` has read the footer of."""
+    return ManifestInfo(reader.label, reader.num_rows, reader.created_at, reader.created_by)
+
+
 def _plain(t: pa.DataType) -> pa.DataType:
     """A dictionary type's value type; any other type unchanged."""
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
-def _decoded(col: pa.Array) -> pa.Array:
-    return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+def _decoded(col: pa.Array[Any]) -> pa.Array[Any]:
+    if pa.types.is_dictionary(col.type):
+        return cast("pa.DictionaryArray[Any, Any]", col).dictionary_decode()
+    return col
 
 
-def read_manifest(src: str | os.PathLike[str]) -> Manifest:
+def read_manifest(src: str | os.PathLike[str], *, client: Any = None) -> Manifest:
     """Read and fully validate the manifest at a local path or ``s3://bucket/key``.
 
-    Raises NotExistError if the file or key is missing, InvalidArgumentError if it is
-    not Parquet, not an s3repo manifest, or has a bad row (the message names the row,
-    numbered from 0); S3 errors are translated.
+    ``client`` is the boto3 client to download with (default: the bucket's, see the
+    module docstring). Raises NotExistError if the file or key is missing,
+    InvalidArgumentError if it is not Parquet, not an s3repo manifest, or has a bad row
+    (the message names the row, numbered from 0); S3 errors are translated.
     """
     loc = _Location.parse(src)
-    with _local_copy(loc) as path, _Reader(path, str(loc)) as reader:
+    with _local_copy(loc, client=client) as path, _Reader(path, str(loc)) as reader:
         table = pa.Table.from_batches(list(reader.batches()), schema=MANIFEST_SCHEMA)
         return Manifest(str(loc), reader.created_at, reader.created_by, table)
 
@@ -643,6 +679,7 @@ def read_liveset_with_info(
     *,
     kind: Literal["exact", "bloom"] = "exact",
     fp_rate: float = 0.01,
+    client: Any = None,
 ) -> tuple[ExactLiveset | BloomLiveset, LivesetInfo]:
     """The union of the manifests ``srcs`` as a liveset, and what it was read from.
 
@@ -652,35 +689,36 @@ def read_liveset_with_info(
     if any manifest is missing, unreadable or has a bad row, or a directory or prefix
     holds none, this raises (NotExistError, InvalidArgumentError, or a translated S3
     error) and returns nothing. ``kind="bloom"`` sizes the filter from the row counts
-    in the files' footers, for ``fp_rate``.
+    in the files' footers, for ``fp_rate``. ``client`` is the boto3 client for every
+    ``s3://`` location (default: each bucket's, see the module docstring).
     """
     if kind not in ("exact", "bloom"):
         raise InvalidArgumentError(f"kind must be 'exact' or 'bloom', got {kind!r}")
     if kind == "bloom":
         BloomLiveset(0, fp_rate)  # validates fp_rate before any download
-    locations = _expand(srcs)
-    created: list[datetime] = []
-    total = 0
+    locations = _expand(srcs, client)
+    read: list[ManifestInfo] = []
     with tempfile.TemporaryDirectory(prefix="s3repo-liveset-") as tmpdir:
         if kind == "exact":
             chunks: list[np.ndarray] = []
             for loc in locations:
-                with _local_copy(loc, tmpdir) as path, _Reader(path, str(loc)) as reader:
-                    created.append(reader.created_at)
+                with (
+                    _local_copy(loc, tmpdir, client) as path,
+                    _Reader(path, str(loc)) as reader,
+                ):
                     for batch in reader.batches():
                         chunks.append(_digest_array(batch.column(0)))
-                    total += reader.num_rows
+                    read.append(_info(reader))
             liveset: ExactLiveset | BloomLiveset = ExactLiveset.from_arrays(chunks)
         else:
             # The filter's size comes from every footer: fetch them all and count first,
             # then stream each again (one open file at a time, however many manifests).
             with ExitStack() as stack:
-                paths = [stack.enter_context(_local_copy(loc, tmpdir)) for loc in locations]
+                paths = [stack.enter_context(_local_copy(loc, tmpdir, client)) for loc in locations]
                 for path, loc in zip(paths, locations, strict=True):
                     with _Reader(path, str(loc)) as reader:
-                        total += reader.num_rows
-                        created.append(reader.created_at)
-                bloom = BloomLiveset(total, fp_rate)
+                        read.append(_info(reader))
+                bloom = BloomLiveset(sum(info.num_rows for info in read), fp_rate)
                 for path, loc in zip(paths, locations, strict=True):
                     with _Reader(path, str(loc)) as reader:
                         for batch in reader.batches():
@@ -688,9 +726,10 @@ def read_liveset_with_info(
             liveset = bloom
     info = LivesetInfo(
         manifests=tuple(str(loc) for loc in locations),
-        num_rows=total,
-        oldest_created_at=min(created),
-        newest_created_at=max(created),
+        num_rows=sum(info.num_rows for info in read),
+        oldest_created_at=min(info.created_at for info in read),
+        newest_created_at=max(info.created_at for info in read),
+        per_manifest=tuple(read),
     )
     return liveset, info
 
@@ -700,6 +739,7 @@ def read_liveset(
     *,
     kind: Literal["exact", "bloom"] = "exact",
     fp_rate: float = 0.01,
+    client: Any = None,
 ) -> ExactLiveset | BloomLiveset:
     """The union of the manifests ``srcs`` as a liveset; see :func:`read_liveset_with_info`."""
-    return read_liveset_with_info(srcs, kind=kind, fp_rate=fp_rate)[0]
+    return read_liveset_with_info(srcs, kind=kind, fp_rate=fp_rate, client=client)[0]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from s3repo_core import ConflictError, Digest, S3Repository, UnavailableError
+from s3repo_core._bucket import S3Bucket
 from s3repo_core._lease import HeldLease, LeaseTimes, any_live_lease
 from s3repo_core.liveset import ExactLiveset
 
@@ -103,7 +104,7 @@ def test_a_collection_longer_than_the_ttl_keeps_its_lease_live(bucket: str, clie
         time.sleep(TTL.total_seconds() * 1.5)  # past the TTL of the first write
         while not done.is_set() and len(seen) < 5:
             now = repo._server_now()
-            seen.append(any_live_lease(client, bucket, repo.layout, now, repo.lease_times))
+            seen.append(any_live_lease(repo.store, repo.layout, now, repo.lease_times))
             time.sleep(0.2)
     finally:
         worker.join(60)
@@ -130,7 +131,8 @@ def test_a_dead_collectors_lease_blocks_for_at_most_its_ttl(bucket: str, client:
 
 def test_a_lease_that_is_not_renewed_stops_deletes(bucket: str, client: Any) -> None:
     times = LeaseTimes.derive(SETTLE, HEARTBEAT, TTL)
-    lease = HeldLease(client, bucket, "c/collections/00000000000000bb", {"shards": []}, times)
+    store = S3Bucket(bucket, client)
+    lease = HeldLease(store, "c/collections/00000000000000bb", {"shards": []}, times)
     lease.write()  # no heartbeat started: as if every renewal failed
     lease.wait_live_for(SETTLE.total_seconds())  # fresh: deletes may go
     # Past the send + settle + 2 heartbeats, a delete could land after the lease died.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -13,13 +14,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from s3repo_core._client import set_client
-from s3repo_core._digest import Digest
-from s3repo_core._errors import InvalidArgumentError, NotExistError, NotSupportedError
-from s3repo_core.liveset import BloomLiveset, ExactLiveset, digests_to_array
 from devkit.localserver import LocalS3
+from s3repo_core._client import make_client, set_client
+from s3repo_core._digest import Digest
+from s3repo_core._errors import (
+    InvalidArgumentError,
+    NotExistError,
+    NotSupportedError,
+    UnavailableError,
+)
+from s3repo_core.liveset import BloomLiveset, ExactLiveset, digests_to_array
 from s3repo_core.manifest import (
     BATCH_ROWS,
+    ManifestInfo,
     ManifestRow,
     check_manifest_location,
     read_liveset,
@@ -458,6 +465,11 @@ def test_read_liveset_over_a_directory_is_the_union(tmp_path: Path) -> None:
     assert len(info.manifests) == 4 and info.num_rows == 800
     assert info.oldest_created_at == WHEN
     assert info.newest_created_at == WHEN + timedelta(hours=3)
+    written_at = {f"m{i}.parquet": WHEN + timedelta(hours=i) for i in range(4)}
+    assert info.per_manifest == tuple(
+        ManifestInfo(location, 200, written_at[Path(location).name], "s3repo")
+        for location in info.manifests
+    )
 
     outsiders = [Digest.of(b"outsider-%d" % i) for i in range(100)]
     bloom = read_liveset(f"{tmp_path}/", kind="bloom")
@@ -487,6 +499,89 @@ def test_read_liveset_over_an_s3_prefix_and_a_mix(bucket: str, tmp_path: Path) -
 
     bloom = read_liveset([f"s3://{bucket}/live/m0.parquet"], kind="bloom", fp_rate=0.001)
     assert bloom.contains_many(digests_to_array(expected_union(manifests[:1]))).all()
+
+
+def test_each_manifest_read_is_described_for_either_kind_of_liveset(tmp_path: Path) -> None:
+    write_manifest(tmp_path / "a.parquet", rows(3), created_by="first", created_at=WHEN)
+    later = WHEN + timedelta(minutes=1)
+    write_manifest(tmp_path / "b.parquet", rows(5, seed="b"), created_by="second", created_at=later)
+    expected = (
+        ManifestInfo(str(tmp_path / "a.parquet"), 3, WHEN, "first"),
+        ManifestInfo(str(tmp_path / "b.parquet"), 5, later, "second"),
+    )
+    for kind in ("exact", "bloom"):
+        _, info = read_liveset_with_info(tmp_path, kind=kind)  # type: ignore[arg-type]
+        assert info.per_manifest == expected
+        assert info.manifests == tuple(m.location for m in expected)
+
+
+# -- which client reads and writes s3:// ------------------------------------------------------
+
+
+def dead_client() -> Any:
+    """A client for an endpoint nobody listens on: it fails at once if it is used."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return make_client(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region="us-east-1",
+        access_key_id="nobody",
+        secret_access_key="nothing",
+        max_attempts=1,
+        connect_timeout=1.0,
+    )
+
+
+def test_the_client_given_is_used_for_every_s3_access_not_the_one_set(bucket: str, s3: Any) -> None:
+    set_client(dead_client(), bucket=bucket)  # the fixture removes it afterwards
+    url = f"s3://{bucket}/live/m.parquet"
+
+    info = write_manifest(url, rows(4), created_at=WHEN, client=s3)
+    assert info.location == url
+    assert list(read_manifest(url, client=s3)) == rows(4)
+    assert set(read_liveset(f"s3://{bucket}/live/", client=s3)) == {r.digest for r in rows(4)}
+    _, read = read_liveset_with_info([f"s3://{bucket}/live/"], kind="bloom", client=s3)
+    assert read.per_manifest == (ManifestInfo(url, 4, WHEN, "s3repo"),)
+
+    # Without one, the client set for the bucket is used, as before: here, a dead one.
+    for call in (
+        lambda: read_manifest(url),
+        lambda: read_liveset(f"s3://{bucket}/live/"),
+        lambda: write_manifest(f"s3://{bucket}/live/n.parquet", rows(1)),
+    ):
+        with pytest.raises(UnavailableError):
+            call()
+
+
+def test_with_no_client_set_the_default_is_built_from_the_environment_and_rebuilt_when_reset(
+    bucket: str, server: LocalS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{bucket}/m.parquet"
+    write_manifest(url, rows(2))
+    set_client(None, bucket=bucket)  # the fixture's: from here on, only the default
+    for name, value in server.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    set_client(None)
+    try:
+        assert len(read_manifest(url)) == 2  # built once, from AWS_ENDPOINT_URL_S3
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{sock.getsockname()[1]}")
+        assert len(read_manifest(url)) == 2  # the same default: built once, then shared
+        set_client(None)  # forgets it: the next is built from the changed environment
+        with pytest.raises(UnavailableError):
+            read_manifest(url)
+    finally:
+        set_client(None)
+
+
+def test_local_manifests_need_no_client(tmp_path: Path) -> None:
+    dead = dead_client()
+    write_manifest(tmp_path / "m.parquet", rows(2), client=dead)
+    assert len(read_manifest(tmp_path / "m.parquet", client=dead)) == 2
+    assert len(read_liveset(tmp_path, client=dead)) == 2
 
 
 def corrupt_copy(path: Path) -> bytes:

@@ -31,14 +31,22 @@ from dagster import (
     validate_run_config,
 )
 
+from devkit.localserver import LocalS3
+from devkit.pipelines_demo import failure_message
 from repo_pipelines import S3RepoResource, build_definitions
 from repo_pipelines.collection import report_table
-from devkit.pipelines_demo import failure_message
 from repo_pipelines.ingest import ingest
 from repo_pipelines.manifests import manifest_destination
 from repo_pipelines.schedules import DEFAULT_CRON, collection_schedule
-from s3repo_core import Digest, ManifestRow, S3Repository, read_manifest, write_manifest
-from devkit.localserver import LocalS3
+from s3repo_core import (
+    Digest,
+    ManifestRow,
+    S3Repository,
+    make_client,
+    read_manifest,
+    write_manifest,
+)
+from s3repo_core._client import client_for, shared_client, using_client
 
 GRACE = 5.0
 SHORT_WINDOWS = {"grace_seconds": GRACE, "refresh_window_seconds": 1.0, "settle_seconds": 1.0}
@@ -560,6 +568,53 @@ def test_the_resource_builds_one_client_per_connection_setting(
     assert resource_for(s3server, bucket, prefix="elsewhere").client() is first.client()
     assert resource_for(s3server, bucket, max_attempts=2).client() is not first.client()
     assert first.repository().client is first.client()
+
+
+def test_the_resource_s_clients_are_the_core_s_shared_clients(
+    s3server: LocalS3, bucket: str
+) -> None:
+    resource = resource_for(s3server, bucket)
+    assert resource.client() is shared_client(
+        endpoint_url=s3server.endpoint_url,
+        region=s3server.region,
+        access_key_id=s3server.access_key,
+        secret_access_key=s3server.secret_key,
+        connect_timeout=resource.connect_timeout,
+        read_timeout=resource.read_timeout,
+    )
+
+
+def test_the_jobs_hand_their_client_to_the_core_and_set_none_for_the_process(
+    s3server: LocalS3, tmp_path: Path
+) -> None:
+    bucket = s3server.create_bucket()  # no client is set for it
+    defs = build_definitions(resource_for(s3server, bucket))
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    manifests = f"s3://{bucket}/manifests/"
+    # The process's default client reaches nothing: an op that fell back on it would fail.
+    dead = make_client(
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        region="us-east-1",
+        access_key_id="nobody",
+        secret_access_key="nothing",
+        max_attempts=1,
+        connect_timeout=1.0,
+    )
+    with using_client(dead):
+        ingest_ops = {
+            "ingest": {"config": {"paths": [str(tmp_path)]}},
+            "write_manifest": {"config": {"dest": manifests}},
+        }
+        ingested = run(defs, "ingest_job", ingest_ops)
+        assert ingested.success, failure_message(ingested)
+
+        collect_ops = {"plan_collection": {"config": {"manifests": [manifests]}}}
+        collected = run(defs, "collect_job", collect_ops)
+        assert collected.success, failure_message(collected)
+
+        assert collected.output_for_node("report_collection").live == 1
+        assert metadata(collected, "plan_collection")["live rows"] == 1
+        assert client_for(bucket) is dead  # no job set a client for the bucket
 
 
 def test_definitions_take_another_executor_and_io_manager(resource: S3RepoResource) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from s3repo_core import Digest, File, IntegrityError, S3Repository
-from s3repo_core import _s3repository as repository_module
+from s3repo_core import _batch as batch_module
 
 from requests_log import RequestLog
 
@@ -140,7 +140,7 @@ def test_a_file_changed_after_hashing_is_refused_and_nothing_is_stored(
     repo: S3Repository, client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = write_files(tmp_path, [b"original", b"other"])
-    hash_file = repository_module._hash_file
+    hash_file = batch_module.hash_file
 
     def hash_then_change(path: Path) -> File:
         file = hash_file(path)
@@ -148,7 +148,7 @@ def test_a_file_changed_after_hashing_is_refused_and_nothing_is_stored(
             path.write_bytes(b"changed!")  # same length, other bytes
         return file
 
-    monkeypatch.setattr(repository_module, "_hash_file", hash_then_change)
+    monkeypatch.setattr(batch_module, "hash_file", hash_then_change)
     with pytest.raises(IntegrityError, match="hashes to"):
         repo.put_files(paths)
     with pytest.raises(Exception, match="not in"):

@@ -22,9 +22,10 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from s3repo_core import Digest, IntegrityError, S3Repository, _streams
-from s3repo_core._streams import HashingReader, VerifyingReader
 from devkit.localserver import LocalS3
+from s3repo_core import Digest, IntegrityError, S3Repository, _streams
+from s3repo_core import _bucket as bucket
+from s3repo_core._streams import HashingReader, VerifyingReader
 
 MiB = 1024 * 1024
 PART = MiB  # above the size from which hashing moves to the thread
@@ -226,12 +227,16 @@ def verifying(
     served = data if served is None else served
     resumed: list[int] = []
 
-    def open_range(offset: int) -> Body:
+    def translating(body: Body) -> bucket.Body:
+        # What S3Bucket.open returns: its reads raise the library's errors.
+        return bucket.Body(body, len(served), None, "the object", "k")
+
+    def open_range(offset: int) -> bucket.Body:
         resumed.append(offset)
-        return Body(served[offset:])
+        return translating(Body(served[offset:]))
 
     reader = VerifyingReader(
-        Digest.of(data), len(data), open_range, Body(served, break_at), "the object"
+        Digest.of(data), len(data), open_range, translating(Body(served, break_at)), "the object"
     )
     return reader, resumed
 

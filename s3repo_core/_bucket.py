@@ -1,0 +1,356 @@
+"""The one module that sends requests to S3: a bucket behind a boto3 client.
+
+Every request the library makes goes through :class:`S3Bucket`, which runs it inside
+``_translate.translated`` so that no botocore exception leaves this module, adds the
+repository's write options to every write, and returns plain typed values (``Stat``,
+``Page``...) rather than boto3's response dictionaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from ._client import client_for, long_client
+from ._errors import NotExistError
+from ._options import StoreOptions, expect_owner
+from ._store import DeleteOutcomeUnknown, ObjectInfo, Page, PendingUpload, Stat
+from ._translate import translated
+
+__all__ = ["Body", "S3Bucket", "server_time"]
+
+log = logging.getLogger("s3repo")
+
+
+def server_time(response: Mapping[str, Any]) -> datetime:
+    """The server's clock from a response's Date header, so ages need no synced clocks."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        when = parsedate_to_datetime(date) if date else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+class Body:
+    """A response body whose reads raise the library's errors, not botocore's."""
+
+    def __init__(self, raw: Any, size: int, etag: str | None, what: str, key: str) -> None:
+        self._raw = raw
+        self.size = size
+        self.etag = etag
+        self._what = what
+        self._key = key
+
+    def read(self, amount: int | None = None) -> bytes:
+        with translated(self._what, self._key):
+            data: bytes = self._raw.read() if amount is None else self._raw.read(amount)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# botocore would resend a DeleteObjects whose answer it did not get, possibly long after
+# the observation that justified it; collections resend only after looking again.
+_no_retry = threading.local()
+
+
+def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, **_: Any) -> None:
+    if getattr(_no_retry, "active", False) and (
+        caught_exception is not None or (response is not None and response[0].status_code >= 500)
+    ):
+        raise DeleteOutcomeUnknown(str(caught_exception or response[0].status_code))
+
+
+class S3Bucket:
+    """The ``Store`` of one bucket, and the S3 requests only S3 repositories need.
+
+    With no ``client``, the client set for the bucket (:func:`~s3repo_core.set_client`)
+    is looked up on each use, so one set later is used too. Copies and the completion
+    of multipart uploads take as long as the object is large: they go through the
+    client's long-timeout companion (``_client.long_client``).
+    """
+
+    def __init__(self, name: str, client: Any = None, options: StoreOptions | None = None):
+        self.name = name
+        self._client = client
+        self.options = options or StoreOptions()
+
+    @property
+    def client(self) -> Any:
+        client = self._client if self._client is not None else client_for(self.name)
+        if self.options.owner is not None:
+            expect_owner(client, self.name, self.options.owner)
+        return client
+
+    @property
+    def _slow_client(self) -> Any:
+        client = long_client(self.client)
+        if self.options.owner is not None:
+            expect_owner(client, self.name, self.options.owner)
+        return client
+
+    def where(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
+
+    def same_endpoint(self, other: S3Bucket) -> bool:
+        """Whether a server-side copy between the two buckets can work."""
+        mine, theirs = self.client, other.client
+        return mine is theirs or bool(
+            mine.meta.endpoint_url == theirs.meta.endpoint_url
+            and mine.meta.region_name == theirs.meta.region_name
+        )
+
+    def _write_args(self, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+        args = self.options.write_args()
+        if metadata:
+            args["Metadata"] = dict(metadata)
+        return args
+
+    # -- reading ------------------------------------------------------------------------
+
+    def head(self, key: str) -> Stat | None:
+        try:
+            with translated(self.where(key), key):
+                response = self.client.head_object(Bucket=self.name, Key=key)
+        except NotExistError:
+            return None
+        return Stat(
+            key,
+            int(response["ContentLength"]),
+            response["LastModified"],
+            server_time(response),
+            response.get("ETag"),
+        )
+
+    def confirm_missing(self, key: str) -> None:
+        """After a HEAD found no ``key``: one LIST, which raises if the bucket is missing.
+
+        A HEAD's 404 has no body, so it cannot tell a missing object from a missing
+        bucket, or from a web server that is not S3; the LIST's answer can.
+        """
+        with translated(f"s3://{self.name}", key):
+            self.client.list_objects_v2(Bucket=self.name, Prefix=key, MaxKeys=1)
+
+    def open(
+        self, key: str, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> Body:
+        """The bytes of ``key`` from ``start`` to ``end`` (exclusive; None: the end).
+
+        ``if_match`` pins the read to one version (an ETag): a key replaced since is an
+        error rather than other bytes. The whole object is asked for without a Range, so
+        that a server's full-object checksum is checked too.
+        """
+        args: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if if_match:
+            args["IfMatch"] = if_match
+        if start > 0 or end is not None:
+            args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        what = self.where(key)
+        with translated(what, key):
+            response = self.client.get_object(**args)
+        return Body(
+            response["Body"], int(response["ContentLength"]), response.get("ETag"), what, key
+        )
+
+    def read(self, key: str) -> bytes:
+        with self.open(key) as body:
+            return body.read()
+
+    def download_file(self, key: str, path: str) -> None:
+        """``key`` into the file at ``path``, with boto3's managed (multipart) transfer."""
+        with translated(f"downloading {self.where(key)}", key):
+            self.client.download_file(self.name, key, path)
+
+    def list_pages(
+        self, prefix: str, start_after: str = "", page_size: int | None = None
+    ) -> Iterator[Page]:
+        args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+        if start_after:
+            args["StartAfter"] = start_after
+        if page_size is not None:
+            args["MaxKeys"] = page_size
+        while True:
+            sent_at = time.monotonic()
+            with translated(f"listing s3://{self.name}/{prefix}"):
+                page = self.client.list_objects_v2(**args)
+            items = [
+                ObjectInfo(item["Key"], int(item.get("Size", 0)), item["LastModified"])
+                for item in page.get("Contents", [])
+            ]
+            truncated = bool(page.get("IsTruncated"))
+            yield Page(sent_at, items, truncated)
+            if not truncated:
+                return
+            args["ContinuationToken"] = page["NextContinuationToken"]
+            args.pop("StartAfter", None)
+
+    def server_now(self, prefix: str) -> datetime:
+        """The server's clock, from the Date header of a LIST of at most one key."""
+        with translated(f"listing s3://{self.name}/{prefix}"):
+            response = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
+        return server_time(response)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        with translated(self.where(key), key):
+            self.client.put_object(
+                Bucket=self.name, Key=key, Body=data, **self._write_args(metadata)
+            )
+
+    def upload_file(self, path: str, key: str, content_type: str | None = None) -> None:
+        """The file at ``path`` to ``key``, with boto3's managed (multipart) transfer."""
+        extra = self.options.write_args()
+        if content_type:
+            extra["ContentType"] = content_type
+        with translated(f"uploading {self.where(key)}", key):
+            self.client.upload_file(path, self.name, key, ExtraArgs=extra)
+
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        src_bucket: str | None = None,
+    ) -> None:
+        """One server-side CopyObject (S3 allows up to 5 GiB), atomic at the destination.
+
+        The options and ``metadata`` are sent again (a copy that does not resend them
+        loses the encryption and the digest the source had).
+        """
+        source = {"Bucket": src_bucket or self.name, "Key": src_key}
+        src = f"s3://{source['Bucket']}/{src_key}"
+        with translated(f"copying {src} to {self.where(dst_key)}", dst_key):
+            self._slow_client.copy_object(
+                Bucket=self.name,
+                Key=dst_key,
+                CopySource=source,
+                MetadataDirective="REPLACE",
+                **self._write_args(metadata),
+            )
+
+    def delete(self, key: str) -> None:
+        with translated(self.where(key), key):
+            self.client.delete_object(Bucket=self.name, Key=key)
+
+    def delete_quietly(self, key: str) -> None:
+        try:
+            self.delete(key)
+        except Exception as exc:
+            log.warning("could not remove %s (collection will): %s", self.where(key), exc)
+
+    def delete_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """One DeleteObjects; botocore may not resend it (its outcome is then unknown)."""
+        client = self.client
+        client.meta.events.register_first(
+            "needs-retry.s3.DeleteObjects",
+            _refuse_delete_retries,
+            unique_id="s3repo-no-blind-delete-retries",
+        )
+        try:
+            _no_retry.active = True
+            with translated(f"deleting {len(keys)} objects from s3://{self.name}"):
+                response = client.delete_objects(
+                    Bucket=self.name,
+                    Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+                )
+        finally:
+            _no_retry.active = False
+        wanted = set(keys)
+        return {
+            e["Key"]: (e.get("Code", ""), e.get("Message", ""))
+            for e in response.get("Errors", [])
+            if e.get("Key") in wanted
+        }
+
+    # -- multipart uploads ----------------------------------------------------------------
+
+    def create_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
+        """Begin a multipart upload to ``key``; its upload id."""
+        with translated(f"multipart upload to {self.where(key)}", key):
+            response = self.client.create_multipart_upload(
+                Bucket=self.name, Key=key, **self._write_args(metadata)
+            )
+        upload_id: str = response["UploadId"]
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
+        """Upload part ``number`` (1-based); its ETag."""
+        with translated(f"multipart upload to {self.where(key)}, part {number}", key):
+            response = self.client.upload_part(
+                Bucket=self.name, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        etag: str = response["ETag"]
+        return etag
+
+    def copy_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        source: Mapping[str, str],
+        first: int,
+        last: int,
+    ) -> str:
+        """Copy bytes ``first..last`` (inclusive) of ``source`` into part ``number``."""
+        with translated(f"multipart upload to {self.where(key)}, copying part {number}", key):
+            response = self._slow_client.upload_part_copy(
+                Bucket=self.name,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=dict(source),
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+        etag: str = response["CopyPartResult"]["ETag"]
+        return etag
+
+    def complete_upload(self, key: str, upload_id: str, etags: Mapping[int, str]) -> None:
+        """Publish the parts as one object, atomically."""
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+        with translated(f"completing multipart upload to {self.where(key)}", key):
+            self._slow_client.complete_multipart_upload(
+                Bucket=self.name, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+
+    def abort_upload(self, upload: PendingUpload) -> bool:
+        try:
+            with translated(f"aborting a multipart upload to {self.where(upload.key)}", upload.key):
+                self.client.abort_multipart_upload(
+                    Bucket=self.name, Key=upload.key, UploadId=upload.upload_id
+                )
+        except NotExistError:
+            return False
+        return True
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+        while True:
+            with translated(f"listing multipart uploads of s3://{self.name}/{prefix}"):
+                page = self.client.list_multipart_uploads(**args)
+            for upload in page.get("Uploads", []):
+                yield PendingUpload(upload["Key"], upload["UploadId"], upload["Initiated"])
+            if not page.get("IsTruncated"):
+                return
+            args["KeyMarker"] = page.get("NextKeyMarker")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+
+def _is_store(bucket: S3Bucket) -> None:
+    """mypy checks here that S3Bucket satisfies the Store protocol."""
+    from ._store import Store
+
+    _: Store = bucket

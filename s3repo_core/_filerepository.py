@@ -1,0 +1,339 @@
+"""The file repository: the same contract and layout in a local directory.
+
+``file:///path/to/dir`` holds ``objects/sha256:<hex>`` files exactly as a bucket holds
+keys, so a directory synced from a bucket is a repository, and back. Writes go to a
+temporary file and are renamed into place once their bytes verify; reads are verified
+as they are read; collection runs the same protocol as on S3 (leases, grace, refresh,
+settle), with a file's modification time as its Last-Modified. It serves as a local
+cache in front of S3 (``read_from`` an ``s3r://`` URL) and as the store for notebooks
+and tests that need no server.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from ._batch import Batch
+from ._collect import collect
+from ._dial import register_scheme
+from ._digest import Digest, File
+from ._directory import DirectoryStore
+from ._download import new_file_beside, positional_writer
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._keeper import DEFAULT_GRACE, DEFAULT_REFRESH_WINDOW, DEFAULT_SETTLE, Keeper, Windows
+from ._names import Layout
+from ._report import CollectReport
+from ._repository import Body, Destination
+from ._store import Stat
+from ._streams import HashingReader, VerifyingReader, as_stream
+from ._transfer import transfer
+from ._uploads import check_matches
+from .liveset import Liveset
+
+__all__ = ["FileRepository"]
+
+MiB = 1024 * 1024
+CHUNK = MiB
+
+
+def _as_digest(digest: Digest | str) -> Digest:
+    return digest if isinstance(digest, Digest) else Digest.parse(digest)
+
+
+class FileRepository:
+    """A content-addressed repository in the directory ``root`` (under ``prefix``).
+
+    The windows mean what they mean for :class:`~s3repo_core.S3Repository`, and the
+    same guarantee holds: when a put returns, the object is stored, and no collection
+    deletes it unless that collection started more than ``grace - refresh_window``
+    later and its liveset does not name it. ``create`` makes ``root`` if it is missing
+    (otherwise NotExistError, as for a missing bucket).
+    """
+
+    scheme = "file"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        prefix: str = "",
+        *,
+        create: bool = False,
+        concurrency: int = 4,
+        refresh_window: timedelta = DEFAULT_REFRESH_WINDOW,
+        grace: timedelta = DEFAULT_GRACE,
+        settle: timedelta = DEFAULT_SETTLE,
+        heartbeat: timedelta | None = None,
+        lease_ttl: timedelta | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise InvalidArgumentError("concurrency must be at least 1")
+        if create:
+            try:
+                Path(root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgumentError(f"cannot create {root}: {exc}") from exc
+        self.store = DirectoryStore(root)
+        self.root = self.store.root
+        self.layout = Layout(prefix)
+        self.concurrency = concurrency
+        self.windows = Windows.derive(refresh_window, grace, settle, heartbeat, lease_ttl)
+        self.keeper = Keeper(self.store, self.layout, self.windows, self._refresh)
+
+    @classmethod
+    def from_url(cls, url: SplitResult | str, **options: Any) -> FileRepository:
+        """The repository a ``file:///absolute/path`` URL names (no host, query or fragment)."""
+        parsed = urlsplit(url) if isinstance(url, str) else url
+        if parsed.scheme.lower() != cls.scheme:
+            raise InvalidArgumentError(f"not a {cls.scheme}:// URL: {parsed.geturl()!r}")
+        if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
+            raise InvalidArgumentError(
+                f"malformed repository URL {parsed.geturl()!r}: expected file:///absolute/path"
+            )
+        path = unquote(parsed.path)
+        if not path.startswith("/"):
+            raise InvalidArgumentError(f"malformed repository URL {parsed.geturl()!r}: no path")
+        return cls(path, **options)
+
+    @property
+    def url(self) -> str:
+        base = f"{self.scheme}://{self.root}"
+        return f"{base}/{self.layout.prefix}" if self.layout.prefix else base
+
+    @property
+    def prefix(self) -> str:
+        return self.layout.prefix
+
+    @property
+    def refresh_window(self) -> timedelta:
+        return self.windows.refresh_window
+
+    @property
+    def grace(self) -> timedelta:
+        return self.windows.grace
+
+    @property
+    def settle(self) -> timedelta:
+        return self.windows.settle
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"FileRepository({self.url!r})"
+
+    def short_string(self) -> str:
+        return f"file:{self.root}/{self.prefix}" if self.prefix else f"file:{self.root}"
+
+    def _missing(self, digest: Digest) -> NotExistError:
+        key = self.layout.object_key(digest)
+        return NotExistError(f"{digest} is not in {self}", key=key, digest=digest)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def stat(self, digest: Digest | str) -> File:
+        digest = _as_digest(digest)
+        found = self.store.head(self.layout.object_key(digest))
+        if found is None:
+            raise self._missing(digest)
+        return File(digest, found.size)
+
+    def _open(self, digest: Digest) -> tuple[BinaryIO, int]:
+        key = self.layout.object_key(digest)
+        try:
+            body = self.store.open(key)
+        except NotExistError as exc:
+            raise self._missing(digest) from exc
+        size = os.fstat(body.fileno()).st_size
+        return body, size
+
+    def get(self, digest: Digest | str) -> BinaryIO:
+        """A stream of the object's bytes, verified as read (IntegrityError at the end)."""
+        digest = _as_digest(digest)
+        body, size = self._open(digest)
+
+        def open_from(offset: int) -> BinaryIO:
+            again, _ = self._open(digest)
+            again.seek(offset)
+            return again
+
+        where = self.store.where(self.layout.object_key(digest))
+        raw = VerifyingReader(digest, size, open_from, body, where)
+        return io.BufferedReader(raw, buffer_size=MiB)
+
+    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+        """Copy the object into ``dest`` (a path, replaced only once the bytes verify,
+        or an open binary file, written at its position); its size."""
+        digest = _as_digest(digest)
+        if isinstance(dest, str | os.PathLike):
+            return self._get_to_path(digest, Path(dest))
+        if not callable(getattr(dest, "write", None)):
+            raise InvalidArgumentError(
+                f"dest is a path or a writable binary file, got {type(dest).__name__}"
+            )
+        return self._copy_verified(digest, dest)
+
+    def _copy_verified(self, digest: Digest, out: BinaryIO) -> int:
+        base = out.tell() if callable(getattr(out, "tell", None)) else 0
+        write_at = positional_writer(out, base)
+        with self.get(digest) as source:
+            offset = 0
+            while chunk := source.read(CHUNK):
+                write_at(offset, chunk)
+                offset += len(chunk)
+        if callable(getattr(out, "seek", None)):
+            out.seek(base + offset)
+        return offset
+
+    def _get_to_path(self, digest: Digest, dest: Path) -> int:
+        if dest.is_dir():
+            raise IsADirectoryError(21, "is a directory", str(dest))
+        if not dest.parent.is_dir():
+            raise FileNotFoundError(2, "no such directory", str(dest.parent))
+        fd, tmp = new_file_beside(dest)
+        try:
+            with os.fdopen(fd, "r+b") as out:
+                size = self._copy_verified(digest, out)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return size
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _refresh(self, found: Stat) -> bool:
+        return self.store.touch(found.key)
+
+    def _kept(self, digest: Digest, size: int) -> bool:
+        found = self.store.head(self.layout.object_key(digest))
+        return found is not None and found.size == size and self.keeper.keep(found)
+
+    def put(self, body: Body) -> Digest:
+        """Store ``body``; its digest. The bytes go to a temporary file as they are
+        hashed, which is renamed into place, or dropped if the content is stored."""
+        if isinstance(body, bytes | bytearray | memoryview):
+            data = bytes(body)
+            digest = Digest.of(data)
+            if not self._kept(digest, len(data)):
+                self.store.put(self.layout.object_key(digest), data)
+            return digest
+        reader = HashingReader(as_stream(body))
+        temp, out = self.store.new_temp()
+        try:
+            with out:
+                for chunk in reader.chunks(lambda _: CHUNK):
+                    out.write(chunk)
+            digest = reader.digest
+            if self._kept(digest, reader.size):
+                self.store.discard(temp)
+                return digest
+        except BaseException:
+            self.store.discard(temp)
+            raise
+        self.store.publish(temp, self.layout.object_key(digest))
+        return digest
+
+    def put_file(self, file: File, body: Body) -> None:
+        """Store ``body`` as ``file``; IntegrityError, and nothing stored, unless its
+        bytes are ``file``'s; nothing read if ``file`` is stored already."""
+        self._put_file(file, body)
+
+    def _put_file(self, file: File, body: Body, ours: bool = False) -> None:
+        if not isinstance(file, File):
+            raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
+        found = self.store.head(self.layout.object_key(file.digest))
+        if found is not None:
+            if found.size != file.size:
+                raise IntegrityError(
+                    f"{file.digest} is stored in {self} with {found.size} bytes, not {file.size}",
+                    key=found.key,
+                    digest=file.digest,
+                )
+            if self.keeper.keep(found, ours=ours):
+                return
+        self._write_verified(file, body)
+
+    def _write_verified(self, file: File, body: Body) -> None:
+        key = self.layout.object_key(file.digest)
+        if isinstance(body, bytes | bytearray | memoryview):
+            data = bytes(body)
+            check_matches(file, Digest.of(data), len(data))
+            self.store.put(key, data)
+            return
+        reader = HashingReader(as_stream(body))
+        temp, out = self.store.new_temp()
+        try:
+            with out:
+                for chunk in reader.chunks(lambda _: CHUNK):
+                    if reader.size > file.size:
+                        break
+                    out.write(chunk)
+            check_matches(file, reader.digest, reader.size)
+        except BaseException:
+            self.store.discard(temp)
+            raise
+        self.store.publish(temp, key)
+
+    def put_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        on_hashed: Callable[[Path, File], None] | None = None,
+        on_stored: Callable[[Path, File], None] | None = None,
+    ) -> list[File]:
+        """Store the files at ``paths`` as :meth:`put_file` would; their Files, in order."""
+        batch = Batch(
+            self.store,
+            self.layout,
+            put_file=self._put_file,
+            write_new=self._write_verified,
+            concurrency=self.concurrency,
+            refresh_window=self.refresh_window,
+            grace=self.grace,
+        )
+        return batch.run(paths, on_hashed, on_stored)
+
+    # -- collection and transfers ----------------------------------------------------
+
+    def collect(
+        self,
+        liveset: Liveset,
+        *,
+        threshold: datetime | None = None,
+        dry_run: bool = False,
+        shards: list[str] | None = None,
+        keep_keys: bool = False,
+        raise_on_errors: bool = True,
+    ) -> CollectReport:
+        """Delete what ``liveset`` does not name and was modified before ``threshold``;
+        exactly :meth:`S3Repository.collect <s3repo_core.S3Repository.collect>`."""
+        return collect(
+            self.store,
+            self.layout,
+            self.url,
+            liveset,
+            windows=self.windows,
+            concurrency=self.concurrency,
+            threshold=threshold,
+            dry_run=dry_run,
+            shards=shards,
+            keep_keys=keep_keys,
+            raise_on_errors=raise_on_errors,
+        )
+
+    def write_to(self, digest: Digest | str, url: str) -> None:
+        """Copy the object to the repository at ``url``, streamed and verified."""
+        transfer(_as_digest(digest), self, url)
+
+    def read_from(self, digest: Digest | str, url: str) -> None:
+        """Copy the object from the repository at ``url`` into this one, verified."""
+        transfer(_as_digest(digest), url, self)
+
+
+register_scheme(FileRepository.scheme, FileRepository.from_url)

@@ -1,0 +1,180 @@
+"""Planning a garbage collection: the liveset to keep, and the threshold to keep after.
+
+:func:`plan_collection` does what every collection against manifests must do before
+it deletes anything, in one place, so that neither the Dagster job nor a library user
+does it by hand:
+
+1. it reads every manifest into one liveset, failing closed: if any is missing or bad,
+   there is no plan (an empty or partial liveset would delete live objects);
+2. it fixes the threshold as the **oldest** manifest's creation time minus the grace,
+   in whole seconds: a producer may have stored objects since its manifest was
+   written that only its next manifest will name;
+3. it refuses a grace shorter than the repository's, and a manifest from the future
+   by this process's clock (the repository's ``collect`` also checks the threshold
+   against the store's clock);
+4. it names the shards, so that workers can collect one each against the same plan.
+
+The plan is a value (it pickles, so it can travel to other processes)::
+
+    plan = plan_collection(repo, ["s3://bucket/manifests/"])
+    report = repo.collect(plan.liveset, threshold=plan.threshold, dry_run=True)
+
+Of the repository it uses only ``grace``, ``str()`` and, for manifests in S3, the
+``client`` attribute of a repository that has one; so it plans for any repository
+that has a ``collect``, not only for S3.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from ._collect import shard_names
+from ._errors import InvalidArgumentError
+from .liveset import BloomLiveset, ExactLiveset
+from .manifest import ManifestInfo, read_liveset_with_info
+
+__all__ = ["PlannedCollection", "plan_collection"]
+
+
+class _Planned(Protocol):
+    """What planning needs of a repository: its grace (and ``str()``, for the plan)."""
+
+    @property
+    def grace(self) -> timedelta: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCollection:
+    """What every part of one collection collects against: the same liveset and threshold.
+
+    Collect with ``repo.collect(plan.liveset, threshold=plan.threshold, shards=...)``,
+    one shard of :attr:`shards` per worker or all at once.
+    """
+
+    #: The repository planned for, as ``str(repo)`` (its URL).
+    repository: str
+    #: The union of the manifests: what must be kept.
+    liveset: ExactLiveset | BloomLiveset
+    #: Each manifest read (location, rows, creation time and creator), in reading order.
+    manifests: tuple[ManifestInfo, ...]
+    #: Rows over all the manifests (a digest listed twice counts twice).
+    live_rows: int
+    #: The creation time of the oldest manifest.
+    oldest_manifest: datetime
+    #: How long before the oldest manifest objects are kept whatever the liveset says.
+    grace: timedelta
+    #: ``oldest_manifest - grace`` in whole seconds: what was modified after it is kept.
+    threshold: datetime
+    #: The shards a collection of the whole repository covers (see ``shard_names``).
+    shards: tuple[str, ...]
+    #: When the plan was made, by this process's clock.
+    planned_at: datetime
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Where each manifest read is."""
+        return tuple(info.location for info in self.manifests)
+
+    def summary(self) -> str:
+        """One line: what the liveset holds and what the threshold keeps."""
+        return (
+            f"{self.repository}: {self.live_rows} live rows from {len(self.manifests)} "
+            f"manifests (the oldest written {self.oldest_manifest.isoformat()}); keeping "
+            f"whatever was modified after {self.threshold.isoformat()}; "
+            f"{len(self.shards)} shards"
+        )
+
+
+def _check_manifests(manifests: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    if isinstance(manifests, str | bytes | os.PathLike):
+        raise InvalidArgumentError(
+            f"manifests is a list of locations, not one: give [{manifests!r}]"
+        )
+    try:
+        locations = list(manifests)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"manifests is a list of locations, got {type(manifests).__name__}"
+        ) from None
+    if not locations:
+        raise InvalidArgumentError("no manifests given: collection needs a liveset")
+    return locations
+
+
+def _check_grace(grace: timedelta | None, repository_grace: timedelta) -> timedelta:
+    if grace is None:
+        return repository_grace
+    if not isinstance(grace, timedelta):
+        raise InvalidArgumentError(f"grace must be a timedelta, got {type(grace).__name__}")
+    if grace < repository_grace:
+        raise InvalidArgumentError(
+            f"grace {grace.total_seconds():g} s is shorter than the repository's grace "
+            f"({repository_grace.total_seconds():g} s); writers could lose objects"
+        )
+    return grace
+
+
+def plan_collection(
+    repo: _Planned,
+    manifests: Sequence[str | os.PathLike[str]],
+    *,
+    grace: timedelta | None = None,
+    liveset: Literal["exact", "bloom"] = "exact",
+    fp_rate: float = 0.01,
+    shard_width: int = 1,
+    client: Any = None,
+) -> PlannedCollection:
+    """Read the liveset from ``manifests`` and fix the threshold of a collection of ``repo``.
+
+    ``manifests`` is a list of locations, each a manifest path, an ``s3://bucket/key``,
+    a local directory or an ``s3://bucket/prefix/`` (ending in '/', meaning every
+    ``*.parquet`` under it), as :func:`~s3repo_core.read_liveset_with_info` reads them.
+    ``grace`` (default: the repository's) is how long before the oldest manifest
+    whatever was modified is kept; it may not be shorter than the repository's.
+    ``liveset`` is ``"exact"`` (32 bytes per live digest) or ``"bloom"`` (about 1.2
+    bytes at ``fp_rate`` 1%; a false positive only keeps some garbage until a later
+    collection). ``shard_width`` (1 to 4 hex digits) sets :attr:`PlannedCollection.shards`.
+    Manifests in S3 are read with ``client``, by default the repository's ``client``
+    if it has one (else the client set for each bucket).
+
+    Raises InvalidArgumentError for a bad argument (checked before any manifest is read),
+    a grace shorter than the repository's, a bad manifest, or a manifest written in the
+    future by this process's clock; NotExistError if a manifest, or any under a
+    directory or prefix, is missing; and what reading from S3 raises (translated).
+    No plan is returned unless every manifest was read.
+    """
+    locations = _check_manifests(manifests)
+    repository_grace = repo.grace
+    keep = _check_grace(grace, repository_grace)
+    if liveset not in ("exact", "bloom"):
+        raise InvalidArgumentError(f"liveset must be 'exact' or 'bloom', got {liveset!r}")
+    if isinstance(shard_width, bool) or not isinstance(shard_width, int):
+        raise InvalidArgumentError(f"shard_width is an integer, got {shard_width!r}")
+    if not 1 <= shard_width <= 4:
+        raise InvalidArgumentError(f"shard_width is 1 to 4 hex digits, not {shard_width}")
+    if client is None:
+        client = getattr(repo, "client", None)
+    live, info = read_liveset_with_info(locations, kind=liveset, fp_rate=fp_rate, client=client)
+    # Whole seconds, as the store's clock is read (and as collect would round it): older.
+    threshold = (info.oldest_created_at - keep).replace(microsecond=0)
+    now = datetime.now(UTC)
+    if threshold > now - repository_grace:
+        raise InvalidArgumentError(
+            f"the oldest manifest was written at {info.oldest_created_at.isoformat()}, in "
+            f"the future by this clock ({now.isoformat()}): check the clocks"
+        )
+    return PlannedCollection(
+        repository=str(repo),
+        liveset=live,
+        manifests=info.per_manifest,
+        live_rows=info.num_rows,
+        oldest_manifest=info.oldest_created_at,
+        grace=keep,
+        threshold=threshold,
+        shards=tuple(shard_names(shard_width)),
+        planned_at=now,
+    )

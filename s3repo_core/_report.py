@@ -1,0 +1,94 @@
+"""What a collection did: the report every implementation and orchestrator shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["MAX_LISTED_INVALID", "CollectReport", "DeleteFailure"]
+
+#: Invalid keys listed in a report; more are counted.
+MAX_LISTED_INVALID = 1000
+
+
+@dataclass(frozen=True)
+class DeleteFailure:
+    """A key the server refused to delete, with the error it gave for that key."""
+
+    key: str
+    code: str
+    message: str
+
+
+@dataclass
+class CollectReport:
+    """What a collection did (or, with ``dry_run``, would do)."""
+
+    repository: str
+    threshold: datetime
+    dry_run: bool
+    shards: list[str]
+    scanned: int = 0
+    scanned_bytes: int = 0
+    live: int = 0
+    live_bytes: int = 0
+    kept_recent: int = 0
+    recent_bytes: int = 0
+    collected: int = 0
+    bytes_collected: int = 0
+    invalid_count: int = 0
+    invalid_keys: list[str] = field(default_factory=list)
+    errors: list[DeleteFailure] = field(default_factory=list)
+    uploads_removed: int = 0
+    multipart_aborted: int = 0
+    duration: float = 0.0
+    collected_keys: list[str] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def merge(self, other: CollectReport) -> CollectReport:
+        """One report for two shards' reports (as an orchestrator aggregates them)."""
+        merged = CollectReport(
+            self.repository,
+            min(self.threshold, other.threshold),
+            self.dry_run or other.dry_run,
+            self.shards + other.shards,
+        )
+        for name in (
+            "scanned",
+            "scanned_bytes",
+            "live",
+            "live_bytes",
+            "kept_recent",
+            "recent_bytes",
+            "collected",
+            "bytes_collected",
+            "invalid_count",
+            "uploads_removed",
+            "multipart_aborted",
+        ):
+            setattr(merged, name, getattr(self, name) + getattr(other, name))
+        merged.invalid_keys = (self.invalid_keys + other.invalid_keys)[:MAX_LISTED_INVALID]
+        merged.errors = self.errors + other.errors
+        merged.duration = max(self.duration, other.duration)
+        if self.collected_keys is not None or other.collected_keys is not None:
+            merged.collected_keys = (self.collected_keys or []) + (other.collected_keys or [])
+        return merged
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["threshold"] = self.threshold.isoformat()
+        return data
+
+    def summary(self) -> str:
+        verb = "would collect" if self.dry_run else "collected"
+        return (
+            f"{self.repository}: scanned {self.scanned} objects, {self.live} live, "
+            f"{self.kept_recent} kept as recent, {verb} {self.collected} "
+            f"({self.bytes_collected} bytes), {self.invalid_count} invalid keys, "
+            f"{len(self.errors)} delete errors, {self.uploads_removed} stale uploads, "
+            f"{self.multipart_aborted} multipart uploads aborted, in {self.duration:.1f}s"
+        )

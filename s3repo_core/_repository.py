@@ -1,0 +1,109 @@
+"""The ``Repository`` contract: what every repository implementation does.
+
+The seed's Go interface in Python form. :func:`~s3repo_core.dial` returns one;
+``S3Repository`` (``s3r://``) and ``FileRepository`` (``file://``) implement it, and
+the contract suite (``tests/contract/``) runs the same tests against each. Every
+method raises only :class:`~s3repo_core.RepositoryError` subclasses (and, where said,
+the caller's own OSError or body exceptions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from ._digest import Digest, File
+from ._report import CollectReport
+from .liveset import Liveset
+
+__all__ = ["Body", "Destination", "Repository"]
+
+#: What ``put`` and ``put_file`` take: bytes, or a readable binary stream.
+Body = bytes | bytearray | memoryview | BinaryIO
+#: Where ``get_file`` writes: a path, or an open binary file.
+Destination = str | os.PathLike[str] | BinaryIO
+
+
+@runtime_checkable
+class Repository(Protocol):
+    """A content-addressed repository: objects named by the SHA-256 of their bytes.
+
+    **The guarantee every implementation keeps:** when ``put``, ``put_file``,
+    ``put_files``, ``write_to`` or ``read_from`` returns, the object is stored, and no
+    collection deletes it unless that collection started more than ``grace -
+    refresh_window`` later and its liveset does not name the object.
+    """
+
+    @property
+    def url(self) -> str:
+        """The URL :func:`~s3repo_core.dial` opens this repository with again."""
+        ...
+
+    def short_string(self) -> str:
+        """A short name for logs and tables, e.g. ``s3:bucket/prefix``."""
+        ...
+
+    def stat(self, digest: Digest | str) -> File:
+        """The stored object's File. NotExistError if it is missing; InvalidArgumentError
+        for a malformed digest."""
+        ...
+
+    def get(self, digest: Digest | str) -> BinaryIO:
+        """A stream of the object's bytes, verified as read: reading to the end raises
+        IntegrityError if they do not hash to ``digest``. NotExistError if missing."""
+        ...
+
+    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+        """Write the object into ``dest``, verified; its size. A path is replaced only
+        once the bytes verify. NotExistError, IntegrityError; FileNotFoundError or
+        IsADirectoryError for a destination path that cannot be written."""
+        ...
+
+    def put(self, body: Body) -> Digest:
+        """Store ``body``; its digest. Content already stored is not written again; a
+        put that fails publishes nothing. The body's own exceptions propagate."""
+        ...
+
+    def put_file(self, file: File, body: Body) -> None:
+        """Store ``body`` as ``file``; IntegrityError, and nothing published, unless its
+        bytes are ``file``'s. Nothing is read if ``file`` is stored already."""
+        ...
+
+    def put_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        on_hashed: Callable[[Path, File], None] | None = None,
+        on_stored: Callable[[Path, File], None] | None = None,
+    ) -> list[File]:
+        """Store the files at ``paths``; their Files, in order. A file that cannot be
+        read raises its OSError; one that changes while stored, IntegrityError."""
+        ...
+
+    def read_from(self, digest: Digest | str, url: str) -> None:
+        """Copy the object from the repository at ``url`` into this one, verified.
+        NotExistError if it is missing there; NotSupportedError for an unknown scheme."""
+        ...
+
+    def write_to(self, digest: Digest | str, url: str) -> None:
+        """Copy the object from this repository to the one at ``url`` (see read_from)."""
+        ...
+
+    def collect(
+        self,
+        liveset: Liveset,
+        *,
+        threshold: datetime | None = None,
+        dry_run: bool = False,
+        shards: list[str] | None = None,
+        keep_keys: bool = False,
+        raise_on_errors: bool = True,
+    ) -> CollectReport:
+        """Delete every object not in ``liveset`` and not modified after ``threshold``
+        (default and newest allowed: ``grace`` ago; InvalidArgumentError if newer).
+        ConflictError if another collection holds the shards; CollectionFailedError
+        (with the report) if some keys could not be deleted."""
+        ...
