@@ -141,7 +141,8 @@ class Download:
                     return
                 if resumes >= self.max_resumes:
                     raise IntegrityError(
-                        f"{self.what}: range {first}-{end - 1} ended at byte {offset}"
+                        f"{self.what}: range {first}-{end - 1} ended at byte {offset}",
+                        digest=self.digest,
                     )
             resumes += 1
 
@@ -209,4 +210,6 @@ class Download:
     def _check(self, hasher: Any) -> None:
         actual = Digest(hasher.digest())
         if actual != self.digest:
-            raise IntegrityError(f"{self.what}: bytes hash to {actual}, not {self.digest}")
+            raise IntegrityError(
+                f"{self.what}: bytes hash to {actual}, not {self.digest}", digest=self.digest
+            )

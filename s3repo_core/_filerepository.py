@@ -14,27 +14,23 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from ._batch import Batch
-from ._collect import collect
+from ._base import StoreRepository, as_digest, binary_destination
 from ._dial import register_scheme
 from ._digest import Digest, File
-from ._directory import DirectoryStore
+from ._directory import DirectoryStore, translate_os_error
 from ._download import new_file_beside, positional_writer
-from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._errors import InvalidArgumentError, NotExistError
 from ._keeper import DEFAULT_GRACE, DEFAULT_REFRESH_WINDOW, DEFAULT_SETTLE, Keeper, Windows
 from ._names import Layout
-from ._report import CollectReport
 from ._repository import Body, Destination
 from ._store import Stat
 from ._streams import HashingReader, VerifyingReader, as_stream
-from ._transfer import transfer
 from ._uploads import check_matches
-from .liveset import Liveset
 
 __all__ = ["FileRepository"]
 
@@ -42,11 +38,7 @@ MiB = 1024 * 1024
 CHUNK = MiB
 
 
-def _as_digest(digest: Digest | str) -> Digest:
-    return digest if isinstance(digest, Digest) else Digest.parse(digest)
-
-
-class FileRepository:
+class FileRepository(StoreRepository):
     """A content-addressed repository in the directory ``root`` (under ``prefix``).
 
     The windows mean what they mean for :class:`~s3repo_core.S3Repository`, and the
@@ -57,6 +49,7 @@ class FileRepository:
     """
 
     scheme = "file"
+    store: DirectoryStore
 
     def __init__(
         self,
@@ -81,6 +74,13 @@ class FileRepository:
         self.store = DirectoryStore(root)
         self.root = self.store.root
         self.layout = Layout(prefix)
+        if self.layout.prefix:
+            # So that the URL, which names root/prefix as a root, opens it again.
+            where = self.store.path_of(self.layout.prefix)
+            try:
+                where.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise translate_os_error(exc, f"creating {where}") from exc
         self.concurrency = concurrency
         self.windows = Windows.derive(refresh_window, grace, settle, heartbeat, lease_ttl)
         self.keeper = Keeper(self.store, self.layout, self.windows, self._refresh)
@@ -105,43 +105,8 @@ class FileRepository:
         base = f"{self.scheme}://{self.root}"
         return f"{base}/{self.layout.prefix}" if self.layout.prefix else base
 
-    @property
-    def prefix(self) -> str:
-        return self.layout.prefix
-
-    @property
-    def refresh_window(self) -> timedelta:
-        return self.windows.refresh_window
-
-    @property
-    def grace(self) -> timedelta:
-        return self.windows.grace
-
-    @property
-    def settle(self) -> timedelta:
-        return self.windows.settle
-
-    def __str__(self) -> str:
-        return self.url
-
-    def __repr__(self) -> str:
-        return f"FileRepository({self.url!r})"
-
     def short_string(self) -> str:
         return f"file:{self.root}/{self.prefix}" if self.prefix else f"file:{self.root}"
-
-    def _missing(self, digest: Digest) -> NotExistError:
-        key = self.layout.object_key(digest)
-        return NotExistError(f"{digest} is not in {self}", key=key, digest=digest)
-
-    # -- reading ----------------------------------------------------------------------
-
-    def stat(self, digest: Digest | str) -> File:
-        digest = _as_digest(digest)
-        found = self.store.head(self.layout.object_key(digest))
-        if found is None:
-            raise self._missing(digest)
-        return File(digest, found.size)
 
     def _open(self, digest: Digest) -> tuple[BinaryIO, int]:
         key = self.layout.object_key(digest)
@@ -154,7 +119,7 @@ class FileRepository:
 
     def get(self, digest: Digest | str) -> BinaryIO:
         """A stream of the object's bytes, verified as read (IntegrityError at the end)."""
-        digest = _as_digest(digest)
+        digest = as_digest(digest)
         body, size = self._open(digest)
 
         def open_from(offset: int) -> BinaryIO:
@@ -169,14 +134,10 @@ class FileRepository:
     def get_file(self, digest: Digest | str, dest: Destination) -> int:
         """Copy the object into ``dest`` (a path, replaced only once the bytes verify,
         or an open binary file, written at its position); its size."""
-        digest = _as_digest(digest)
+        digest = as_digest(digest)
         if isinstance(dest, str | os.PathLike):
             return self._get_to_path(digest, Path(dest))
-        if not callable(getattr(dest, "write", None)):
-            raise InvalidArgumentError(
-                f"dest is a path or a writable binary file, got {type(dest).__name__}"
-            )
-        return self._copy_verified(digest, dest)
+        return self._copy_verified(digest, binary_destination(dest))
 
     def _copy_verified(self, digest: Digest, out: BinaryIO) -> int:
         base = out.tell() if callable(getattr(out, "tell", None)) else 0
@@ -244,21 +205,6 @@ class FileRepository:
         bytes are ``file``'s; nothing read if ``file`` is stored already."""
         self._put_file(file, body)
 
-    def _put_file(self, file: File, body: Body, ours: bool = False) -> None:
-        if not isinstance(file, File):
-            raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
-        found = self.store.head(self.layout.object_key(file.digest))
-        if found is not None:
-            if found.size != file.size:
-                raise IntegrityError(
-                    f"{file.digest} is stored in {self} with {found.size} bytes, not {file.size}",
-                    key=found.key,
-                    digest=file.digest,
-                )
-            if self.keeper.keep(found, ours=ours):
-                return
-        self._write_verified(file, body)
-
     def _write_verified(self, file: File, body: Body) -> None:
         key = self.layout.object_key(file.digest)
         if isinstance(body, bytes | bytearray | memoryview):
@@ -288,52 +234,7 @@ class FileRepository:
         on_stored: Callable[[Path, File], None] | None = None,
     ) -> list[File]:
         """Store the files at ``paths`` as :meth:`put_file` would; their Files, in order."""
-        batch = Batch(
-            self.store,
-            self.layout,
-            put_file=self._put_file,
-            write_new=self._write_verified,
-            concurrency=self.concurrency,
-            refresh_window=self.refresh_window,
-            grace=self.grace,
-        )
-        return batch.run(paths, on_hashed, on_stored)
-
-    # -- collection and transfers ----------------------------------------------------
-
-    def collect(
-        self,
-        liveset: Liveset,
-        *,
-        threshold: datetime | None = None,
-        dry_run: bool = False,
-        shards: list[str] | None = None,
-        keep_keys: bool = False,
-        raise_on_errors: bool = True,
-    ) -> CollectReport:
-        """Delete what ``liveset`` does not name and was modified before ``threshold``;
-        exactly :meth:`S3Repository.collect <s3repo_core.S3Repository.collect>`."""
-        return collect(
-            self.store,
-            self.layout,
-            self.url,
-            liveset,
-            windows=self.windows,
-            concurrency=self.concurrency,
-            threshold=threshold,
-            dry_run=dry_run,
-            shards=shards,
-            keep_keys=keep_keys,
-            raise_on_errors=raise_on_errors,
-        )
-
-    def write_to(self, digest: Digest | str, url: str) -> None:
-        """Copy the object to the repository at ``url``, streamed and verified."""
-        transfer(_as_digest(digest), self, url)
-
-    def read_from(self, digest: Digest | str, url: str) -> None:
-        """Copy the object from the repository at ``url`` into this one, verified."""
-        transfer(_as_digest(digest), url, self)
+        return self._put_files(paths, on_hashed, on_stored)
 
 
 register_scheme(FileRepository.scheme, FileRepository.from_url)

@@ -142,5 +142,11 @@ class Keeper:
             return True
         if self._lease_live(found.now):
             time.sleep((self.windows.settle + CLOCK_RESOLUTION).total_seconds())
-            return self.store.head(found.key) is not None
+            again = self.store.head(found.key)
+            if again is None:
+                return False
+            # The wait made our refresh older by settle: refresh once more, with no wait
+            # this time (the version now replaced is young, so no collection chose it).
+            if again.now - again.modified > self.windows.refresh_window:
+                return self._refresh(again)
         return True

@@ -84,8 +84,11 @@ class Repository(Protocol):
         ...
 
     def read_from(self, digest: Digest | str, url: str) -> None:
-        """Copy the object from the repository at ``url`` into this one, verified.
-        NotExistError if it is missing there; NotSupportedError for an unknown scheme."""
+        """Copy the object from the repository at ``url`` into this one: streamed and
+        verified, except between two ``s3r://`` repositories on one endpoint, which S3
+        copies server-side (the bytes were verified when written; S3 does not hash
+        them again). NotExistError if it is missing there; NotSupportedError for an
+        unknown scheme."""
         ...
 
     def write_to(self, digest: Digest | str, url: str) -> None:

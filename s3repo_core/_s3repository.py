@@ -12,19 +12,19 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import SplitResult, urlsplit
 
-from ._batch import Batch, file_of
+from ._base import StoreRepository, as_digest, binary_destination
+from ._batch import file_of
 from ._bucket import S3Bucket
 from ._client import prepare_client
-from ._collect import collect
 from ._dial import register_scheme
 from ._digest import Digest, File
 from ._download import Download
-from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._errors import InvalidArgumentError, NotExistError
 from ._keeper import (
     CLOCK_RESOLUTION,
     DEFAULT_GRACE,
@@ -32,15 +32,11 @@ from ._keeper import (
     DEFAULT_SETTLE,
     Windows,
 )
-from ._lease import LeaseTimes
 from ._names import Layout, check_bucket
 from ._options import StoreOptions
-from ._report import CollectReport
 from ._repository import Body, Destination
 from ._streams import HashingReader, VerifyingReader, as_stream, rewind_point
-from ._transfer import transfer
 from ._uploads import MAX_PART_SIZE, MAX_SINGLE_COPY, MIN_PART_SIZE, S3Writer
-from .liveset import Liveset
 
 __all__ = ["CLOCK_RESOLUTION", "S3Repository"]
 
@@ -50,11 +46,7 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_LOOKAHEAD = 64 * MiB
 
 
-def as_digest(digest: Digest | str) -> Digest:
-    return digest if isinstance(digest, Digest) else Digest.parse(digest)
-
-
-class S3Repository:
+class S3Repository(StoreRepository):
     """A content-addressed repository in ``s3://bucket/prefix``.
 
     ``part_size`` and ``concurrency`` shape multipart transfers; a stream of unknown
@@ -86,8 +78,7 @@ class S3Repository:
     """
 
     scheme = "s3r"
-    #: Keys a LIST page asks for: S3's maximum. Tests make it small.
-    list_page_size = 1000
+    store: S3Bucket
 
     def __init__(
         self,
@@ -134,6 +125,7 @@ class S3Repository:
             concurrency=concurrency,
             copy_threshold=copy_threshold,
         )
+        self.keeper = self.writer.keeper
 
     # -- naming ---------------------------------------------------------------------
 
@@ -157,20 +149,10 @@ class S3Repository:
         return cls(parsed.netloc, parsed.path, **options)
 
     @property
-    def prefix(self) -> str:
-        return self.layout.prefix
-
-    @property
     def url(self) -> str:
         """``s3r://bucket/prefix``, with its options as a query: :func:`dial` opens it again."""
         query = self.options.query()
         return f"{self.scheme}://{self.bucket}/{self.prefix}" + (f"?{query}" if query else "")
-
-    def __str__(self) -> str:
-        return self.url
-
-    def __repr__(self) -> str:
-        return f"S3Repository({self.url!r})"
 
     def short_string(self) -> str:
         """``s3:bucket/prefix``, or ``s3:bucket`` with no prefix."""
@@ -181,37 +163,12 @@ class S3Repository:
         """The boto3 client in use: the one given, else the one set for the bucket."""
         return self.store.client
 
-    @property
-    def refresh_window(self) -> timedelta:
-        return self.windows.refresh_window
-
-    @property
-    def grace(self) -> timedelta:
-        return self.windows.grace
-
-    @property
-    def settle(self) -> timedelta:
-        return self.windows.settle
-
-    @property
-    def lease_times(self) -> LeaseTimes:
-        return self.windows.lease
-
     def _missing(self, digest: Digest) -> NotExistError:
         """The error for an object a HEAD did not find (or a missing bucket's)."""
-        key = self.layout.object_key(digest)
-        self.store.confirm_missing(key)
-        return NotExistError(f"{digest} is not in {self}", key=key, digest=digest)
+        self.store.confirm_missing(self.layout.object_key(digest))
+        return super()._missing(digest)
 
     # -- reading ----------------------------------------------------------------------
-
-    def stat(self, digest: Digest | str) -> File:
-        """The stored object's File. Raises NotExistError if it (or the bucket) is missing."""
-        digest = as_digest(digest)
-        found = self.store.head(self.layout.object_key(digest))
-        if found is None:
-            raise self._missing(digest)
-        return File(digest, found.size)
 
     def get(self, digest: Digest | str) -> BinaryIO:
         """A binary stream of the object's bytes, verified as they are read.
@@ -222,7 +179,10 @@ class S3Repository:
         """
         digest = as_digest(digest)
         key = self.layout.object_key(digest)
-        body = self.store.open(key)
+        try:
+            body = self.store.open(key)
+        except NotExistError as exc:
+            raise self._missing(digest) from exc
         etag = body.etag
 
         def open_from(offset: int) -> Any:
@@ -260,11 +220,7 @@ class S3Repository:
         )
         if isinstance(dest, str | os.PathLike):
             return download.to_path(Path(dest))
-        if not callable(getattr(dest, "write", None)):
-            raise InvalidArgumentError(
-                f"dest is a path or a writable binary file, got {type(dest).__name__}"
-            )
-        return download.to_file(dest)
+        return download.to_file(binary_destination(dest))
 
     # -- writing ----------------------------------------------------------------------
 
@@ -315,21 +271,6 @@ class S3Repository:
         with self.options.named_in_refusals():
             self._put_file(file, body)
 
-    def _put_file(self, file: File, body: Body, ours: bool = False) -> None:
-        if not isinstance(file, File):
-            raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
-        found = self.store.head(self.layout.object_key(file.digest))
-        if found is not None:
-            if found.size != file.size:
-                raise IntegrityError(
-                    f"{file.digest} is stored in {self} with {found.size} bytes, not {file.size}",
-                    key=found.key,
-                    digest=file.digest,
-                )
-            if self.writer.keeper.keep(found, ours=ours):
-                return
-        self.writer.write_verified(file, body)
-
     def put_files(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -350,83 +291,12 @@ class S3Repository:
         from worker threads.
         """
         with self.options.named_in_refusals():
-            return self._batch().run(paths, on_hashed, on_stored)
+            return self._put_files(paths, on_hashed, on_stored)
 
-    def _batch(self) -> Batch:
-        return Batch(
-            self.store,
-            self.layout,
-            put_file=self._put_file,
-            write_new=self.writer.write_verified,
-            concurrency=self.concurrency,
-            refresh_window=self.refresh_window,
-            grace=self.grace,
-            page_size=self.list_page_size,
-        )
-
-    def _absent_by_listing(self, keys: list[str]) -> set[str]:
-        return self._batch().absent_by_listing(keys)
-
-    # -- collection ------------------------------------------------------------------
-
-    def _server_now(self) -> datetime:
-        """The server's clock, from the Date header of a cheap LIST."""
-        return self.store.server_now(self.layout.collections)
-
-    def collect(
-        self,
-        liveset: Liveset,
-        *,
-        threshold: datetime | None = None,
-        dry_run: bool = False,
-        shards: list[str] | None = None,
-        keep_keys: bool = False,
-        raise_on_errors: bool = True,
-    ) -> CollectReport:
-        """Delete every object that is not in ``liveset`` and not modified after ``threshold``.
-
-        ``threshold`` defaults to ``grace`` ago on the server's clock and may not be
-        newer (InvalidArgumentError). Keys under ``objects/`` that are not digests are
-        reported, never deleted. Uploads under ``uploads/`` and multipart uploads older
-        than the threshold are removed too. ``dry_run`` deletes nothing and reports
-        exactly what would be deleted; ``shards`` restricts the run to some of
-        :func:`shard_names` (default: all), so that workers can share a repository.
-        ``keep_keys`` lists the collected keys in the report.
-
-        Raises ConflictError if another collection holds one of the shards, and, unless
-        ``raise_on_errors`` is False, CollectionFailedError (with the report) if the
-        server refused to delete some keys. The guarantee in the class docstring holds
-        for every object a writer was told is stored.
-        """
-        return collect(
-            self.store,
-            self.layout,
-            self.url,
-            liveset,
-            windows=self.windows,
-            concurrency=self.concurrency,
-            threshold=threshold,
-            dry_run=dry_run,
-            shards=shards,
-            keep_keys=keep_keys,
-            raise_on_errors=raise_on_errors,
-        )
+    def _write_verified(self, file: File, body: Body) -> None:
+        self.writer.write_verified(file, body)
 
     # -- between repositories -----------------------------------------------------------
-
-    def write_to(self, digest: Digest | str, url: str) -> None:
-        """Copy the object to the repository at ``url``.
-
-        Between two ``s3r://`` repositories on the same endpoint the copy is
-        server-side; otherwise the bytes stream through this process and are verified.
-        Raises NotExistError if the object is missing here, NotSupportedError for a URL
-        scheme no repository is registered for.
-        """
-        transfer(as_digest(digest), self, url)
-
-    def read_from(self, digest: Digest | str, url: str) -> None:
-        """Copy the object from the repository at ``url`` into this one (see write_to)."""
-        transfer(as_digest(digest), url, self)
 
     def copy_from(self, src: S3Repository, digest: Digest) -> bool:
         """Copy ``digest`` from ``src`` server-side, if both are on one endpoint.

@@ -1,0 +1,201 @@
+"""What every repository built on a ``Store`` does the same way, written once.
+
+An implementation supplies its store, its layout, its windows and its keeper, and how
+it writes bytes it has not yet verified (``_write_verified``); stat, ``put_file``'s
+checks, batches, collection and transfers come from here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from ._batch import Batch
+from ._collect import collect
+from ._digest import Digest, File
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._keeper import Keeper, Windows
+from ._lease import LeaseTimes
+from ._names import Layout
+from ._report import CollectReport
+from ._repository import Body
+from ._store import Store
+from ._transfer import transfer
+from .liveset import Liveset
+
+__all__ = ["StoreRepository", "as_digest"]
+
+
+def as_digest(digest: Digest | str) -> Digest:
+    return digest if isinstance(digest, Digest) else Digest.parse(digest)
+
+
+def binary_destination(dest: object) -> BinaryIO:
+    """``dest`` as an open binary file for ``get_file``; InvalidArgumentError otherwise."""
+    if isinstance(dest, io.TextIOBase) or not callable(getattr(dest, "write", None)):
+        raise InvalidArgumentError(
+            f"dest is a path or a writable binary file, got {type(dest).__name__}"
+        )
+    return dest  # type: ignore[return-value]
+
+
+class StoreRepository:
+    """The shared half of ``S3Repository`` and ``FileRepository``."""
+
+    store: Store
+    layout: Layout
+    windows: Windows
+    keeper: Keeper
+    concurrency: int
+    #: Keys a LIST page asks for: S3's maximum. Tests make it small.
+    list_page_size = 1000
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    @property
+    def prefix(self) -> str:
+        return self.layout.prefix
+
+    @property
+    def refresh_window(self) -> timedelta:
+        return self.windows.refresh_window
+
+    @property
+    def grace(self) -> timedelta:
+        return self.windows.grace
+
+    @property
+    def settle(self) -> timedelta:
+        return self.windows.settle
+
+    @property
+    def lease_times(self) -> LeaseTimes:
+        return self.windows.lease
+
+    def _missing(self, digest: Digest) -> NotExistError:
+        """The error for an object the store does not have."""
+        key = self.layout.object_key(digest)
+        return NotExistError(f"{digest} is not in {self}", key=key, digest=digest)
+
+    def _write_verified(self, file: File, body: Body) -> None:
+        """Write ``body`` as ``file``, publishing nothing unless its bytes are ``file``'s."""
+        raise NotImplementedError
+
+    # -- the shared methods ------------------------------------------------------------
+
+    def stat(self, digest: Digest | str) -> File:
+        """The stored object's File. NotExistError if it (or the bucket) is missing."""
+        digest = as_digest(digest)
+        found = self.store.head(self.layout.object_key(digest))
+        if found is None:
+            raise self._missing(digest)
+        return File(digest, found.size)
+
+    def _put_file(self, file: File, body: Body, ours: bool = False) -> None:
+        """``put_file``; ``ours``: see ``Keeper.keep``."""
+        if not isinstance(file, File):
+            raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
+        found = self.store.head(self.layout.object_key(file.digest))
+        if found is not None:
+            if found.size != file.size:
+                raise IntegrityError(
+                    f"{file.digest} is stored in {self} with {found.size} bytes, not {file.size}",
+                    key=found.key,
+                    digest=file.digest,
+                )
+            if self.keeper.keep(found, ours=ours):
+                return
+        self._write_verified(file, body)
+
+    def _batch(self) -> Batch:
+        return Batch(
+            self.store,
+            self.layout,
+            put_file=self._put_file,
+            write_new=self._write_verified,
+            concurrency=self.concurrency,
+            refresh_window=self.refresh_window,
+            grace=self.grace,
+            page_size=self.list_page_size,
+        )
+
+    def _put_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        on_hashed: Callable[[Path, File], None] | None,
+        on_stored: Callable[[Path, File], None] | None,
+    ) -> list[File]:
+        return self._batch().run(paths, on_hashed, on_stored)
+
+    def _absent_by_listing(self, keys: list[str]) -> set[str]:
+        return self._batch().absent_by_listing(keys)
+
+    def _server_now(self) -> datetime:
+        """The store's clock (on S3, from the Date header of a cheap LIST)."""
+        return self.store.server_now(self.layout.collections)
+
+    def collect(
+        self,
+        liveset: Liveset,
+        *,
+        threshold: datetime | None = None,
+        dry_run: bool = False,
+        shards: list[str] | None = None,
+        keep_keys: bool = False,
+        raise_on_errors: bool = True,
+    ) -> CollectReport:
+        """Delete every object that is not in ``liveset`` and not modified after ``threshold``.
+
+        ``threshold`` defaults to ``grace`` ago on the store's clock and may not be
+        newer (InvalidArgumentError). Keys under ``objects/`` that are not digests are
+        reported, never deleted. Uploads under ``uploads/`` and unfinished uploads (S3
+        multipart uploads, a directory's temporary files) older than the threshold are
+        removed too. ``dry_run`` deletes nothing and reports exactly what would be
+        deleted; ``shards`` restricts the run to some of :func:`shard_names` (default:
+        all), so that workers can share a repository. ``keep_keys`` lists the collected
+        keys in the report.
+
+        Raises ConflictError if another collection holds one of the shards, and, unless
+        ``raise_on_errors`` is False, CollectionFailedError (with the report) if the
+        store refused to delete some keys. The guarantee of ``Repository`` holds for
+        every object a writer was told is stored.
+        """
+        return collect(
+            self.store,
+            self.layout,
+            self.url,
+            liveset,
+            windows=self.windows,
+            concurrency=self.concurrency,
+            threshold=threshold,
+            dry_run=dry_run,
+            shards=shards,
+            keep_keys=keep_keys,
+            raise_on_errors=raise_on_errors,
+        )
+
+    def write_to(self, digest: Digest | str, url: str) -> None:
+        """Copy the object to the repository at ``url``.
+
+        Between two ``s3r://`` repositories on the same endpoint the copy is
+        server-side; otherwise the bytes stream through this process and are verified.
+        Raises NotExistError if the object is missing here, NotSupportedError for a URL
+        scheme no repository is registered for.
+        """
+        transfer(as_digest(digest), self, url)  # type: ignore[arg-type]
+
+    def read_from(self, digest: Digest | str, url: str) -> None:
+        """Copy the object from the repository at ``url`` into this one (see write_to)."""
+        transfer(as_digest(digest), url, self)  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+"""The race that must not lose data: writers finding objects while a collection runs.
+
+Writers keep putting content from a small pool, all of it stored long enough ago to be
+garbage, while collections with an empty liveset (the worst case) run back to back.
+After each collection, every object a writer was told is stored, and that the
+guarantee in ``Repository``'s docstring covers, must still be there.
+
+Objects are aged once, before any collection runs (``impl.age``); the race itself runs
+in real time, as it must: leases and settle waits are timed by this process's clock.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from contract_kit import Impl
+
+from s3repo_core import Digest, NotExistError
+from s3repo_core._collect import Collector
+from s3repo_core.liveset import ExactLiveset
+
+# A settle long enough that a delete can be held 0.4 s between its decision and its
+# request (a quarter of settle is as long as a decision may be acted on unchecked): the
+# race window a writer must wait out after finding or refreshing an object.
+REFRESH = timedelta(milliseconds=200)
+SETTLE = timedelta(seconds=2)
+GRACE = timedelta(seconds=4, milliseconds=500)
+PAUSE_BEFORE_DELETE = 0.4
+# Objects told stored less than this before a collection started are protected from it:
+# grace - refresh_window, less a margin for whole-second server times.
+PROTECTED = (GRACE - REFRESH).total_seconds() - 1.5
+SECONDS = 12
+
+
+def test_no_object_a_writer_was_told_is_stored_vanishes(
+    impl: Impl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Collector, "pause_before_delete", PAUSE_BEFORE_DELETE)
+    repo = impl.make(refresh_window=REFRESH, settle=SETTLE, grace=GRACE)
+    pool = [f"pool item {i}".encode() for i in range(40)]
+    paths = []
+    for i, data in enumerate(pool):
+        paths.append(tmp_path / f"item-{i}")
+        paths[-1].write_bytes(data)
+        repo.put(data)  # stored once, then left to age into garbage
+    impl.age(GRACE.total_seconds() + 2.5)  # before any collection runs
+
+    told: dict[Digest, float] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        # Half put bytes one at a time; the others put a few files at once with
+        # put_files, which writes what a listing shows absent without looking again.
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                if seed % 2:
+                    stored = [f.digest for f in repo.put_files(rng.sample(paths, 3))]
+                else:
+                    stored = [repo.put(pool[rng.randrange(len(pool))])]
+                with lock:
+                    for digest in stored:
+                        told[digest] = time.time()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    rounds = collected = 0
+    violations: list[str] = []
+    deadline = time.monotonic() + SECONDS
+    try:
+        while time.monotonic() < deadline and not errors:
+            started = time.time()
+            collected += repo.collect(ExactLiveset([])).collected
+            rounds += 1
+            with lock:
+                covered = [d for d, told_at in told.items() if told_at > started - PROTECTED]
+            for digest in covered:
+                try:
+                    repo.stat(digest)
+                except NotExistError:
+                    violations.append(f"round {rounds}: {digest} vanished")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    assert violations == []
+    assert rounds >= 10, f"{rounds} collections ({collected} objects collected)"
+    assert collected > 0  # the collections did delete garbage while writers ran
