@@ -193,7 +193,7 @@ class S3Impl(Impl):
         VERIFIED_COPY: (
             "read_from/write_to between two s3r:// repositories on one endpoint copy "
             "server-side (S3Repository.copy_from) and never read the bytes, so a corrupt "
-            "source object is copied as is; Repository.read_from promises 'verified'"
+            "source object is copied as is (Repository.read_from declares this exception)"
         ),
     }
 
@@ -251,13 +251,6 @@ class S3Impl(Impl):
 
 class FileImpl(Impl):
     """A FileRepository in a fresh directory; a file's mtime is its Last-Modified."""
-
-    lacks: ClassVar[Mapping[str, str]] = {
-        UPLOADS: (
-            "a file repository writes through <root>/.s3repo-tmp/, never uploads/, and "
-            "collection does not sweep that directory"
-        ),
-    }
 
     def __init__(self, kind: str, maker: Implementations, root: Path) -> None:
         self.root = root
