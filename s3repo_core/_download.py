@@ -23,7 +23,7 @@ from ._bucket import Body, S3Bucket
 from ._digest import Digest
 from ._errors import IntegrityError, UnavailableError
 
-__all__ = ["Download", "positional_writer"]
+__all__ = ["Download", "positional_writer", "replace_verified"]
 
 MiB = 1024 * 1024
 
@@ -67,6 +67,29 @@ def new_file_beside(dest: Path) -> tuple[int, Path]:
             continue
 
 
+def replace_verified(dest: Path, fill: Callable[[BinaryIO], int]) -> int:
+    """Replace ``dest`` with what ``fill`` writes (and verifies) into a file beside it.
+
+    The new file is renamed to ``dest`` only if ``fill`` returns; whatever it raises,
+    ``dest`` is left as it was. FileNotFoundError or IsADirectoryError for a ``dest``
+    that cannot be written. Returns what ``fill`` returns (the byte count).
+    """
+    if dest.is_dir():
+        raise IsADirectoryError(21, "is a directory", str(dest))
+    parent = dest.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(2, "no such directory", str(parent))
+    fd, tmp = new_file_beside(dest)
+    try:
+        with os.fdopen(fd, "r+b") as out:
+            size = fill(out)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
+
+
 class Download:
     """One verified download of ``key`` (``size`` bytes, ``etag``) from ``bucket``,
     in ranges of ``part_size`` bytes, ``concurrency`` at a time."""
@@ -98,23 +121,14 @@ class Download:
 
     def to_path(self, dest: Path) -> int:
         """Download into a new file renamed to ``dest`` only once the bytes verify."""
-        if dest.is_dir():
-            raise IsADirectoryError(21, "is a directory", str(dest))
-        parent = dest.parent
-        if not parent.is_dir():
-            raise FileNotFoundError(2, "no such directory", str(parent))
-        fd, tmp = new_file_beside(dest)
-        try:
-            with os.fdopen(fd, "r+b") as out:
-                if len(self.ranges) > 1:
-                    self._to_readable_file(out)
-                else:
-                    self.to_file(out)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return self.size
+
+        def fill(out: BinaryIO) -> int:
+            if len(self.ranges) > 1:
+                self._to_readable_file(out)
+                return self.size
+            return self.to_file(out)
+
+        return replace_verified(dest, fill)
 
     def read_range(self, first: int, end: int, sink: WriteAt) -> None:
         """Pass bytes [first, end) to ``sink(offset, chunk)``, resuming where they stop.

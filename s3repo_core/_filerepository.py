@@ -23,7 +23,7 @@ from ._base import StoreRepository, as_digest, binary_destination
 from ._dial import register_scheme
 from ._digest import Digest, File
 from ._directory import DirectoryStore, translate_os_error
-from ._download import new_file_beside, positional_writer
+from ._download import positional_writer, replace_verified
 from ._errors import InvalidArgumentError, NotExistError
 from ._keeper import DEFAULT_GRACE, DEFAULT_REFRESH_WINDOW, DEFAULT_SETTLE, Keeper, Windows
 from ._names import Layout
@@ -152,19 +152,7 @@ class FileRepository(StoreRepository):
         return offset
 
     def _get_to_path(self, digest: Digest, dest: Path) -> int:
-        if dest.is_dir():
-            raise IsADirectoryError(21, "is a directory", str(dest))
-        if not dest.parent.is_dir():
-            raise FileNotFoundError(2, "no such directory", str(dest.parent))
-        fd, tmp = new_file_beside(dest)
-        try:
-            with os.fdopen(fd, "r+b") as out:
-                size = self._copy_verified(digest, out)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return size
+        return replace_verified(dest, lambda out: self._copy_verified(digest, out))
 
     # -- writing ----------------------------------------------------------------------
 
@@ -172,8 +160,23 @@ class FileRepository(StoreRepository):
         return self.store.touch(found.key)
 
     def _kept(self, digest: Digest, size: int) -> bool:
-        found = self.store.head(self.layout.object_key(digest))
-        return found is not None and found.size == size and self.keeper.keep(found)
+        return self.keeper.kept(self.store.head(self.layout.object_key(digest)), size)
+
+    def _spool(self, reader: HashingReader, limit: int | None = None) -> Path:
+        """The bytes of ``reader`` in a new temporary file (for :meth:`DirectoryStore.publish`),
+        hashed on the way; past ``limit`` bytes it stops, as the body is too long anyway.
+        Nothing is left behind if reading or writing fails."""
+        temp, out = self.store.new_temp()
+        try:
+            with out:
+                for chunk in reader.chunks(lambda _: CHUNK):
+                    if limit is not None and reader.size > limit:
+                        break
+                    out.write(chunk)
+        except BaseException:
+            self.store.discard(temp)
+            raise
+        return temp
 
     def put(self, body: Body) -> Digest:
         """Store ``body``; its digest. The bytes go to a temporary file as they are
@@ -185,19 +188,17 @@ class FileRepository(StoreRepository):
                 self.store.put(self.layout.object_key(digest), data)
             return digest
         reader = HashingReader(as_stream(body))
-        temp, out = self.store.new_temp()
+        temp = self._spool(reader)
+        digest = reader.digest
         try:
-            with out:
-                for chunk in reader.chunks(lambda _: CHUNK):
-                    out.write(chunk)
-            digest = reader.digest
-            if self._kept(digest, reader.size):
-                self.store.discard(temp)
-                return digest
+            stored = self._kept(digest, reader.size)
         except BaseException:
             self.store.discard(temp)
             raise
-        self.store.publish(temp, self.layout.object_key(digest))
+        if stored:
+            self.store.discard(temp)
+        else:
+            self.store.publish(temp, self.layout.object_key(digest))
         return digest
 
     def put_file(self, file: File, body: Body) -> None:
@@ -213,13 +214,8 @@ class FileRepository(StoreRepository):
             self.store.put(key, data)
             return
         reader = HashingReader(as_stream(body))
-        temp, out = self.store.new_temp()
+        temp = self._spool(reader, limit=file.size)
         try:
-            with out:
-                for chunk in reader.chunks(lambda _: CHUNK):
-                    if reader.size > file.size:
-                        break
-                    out.write(chunk)
             check_matches(file, reader.digest, reader.size)
         except BaseException:
             self.store.discard(temp)

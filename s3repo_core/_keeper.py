@@ -83,6 +83,10 @@ class Keeper:
         self.windows = windows
         self._refresh = refresh
 
+    def kept(self, found: Stat | None, size: int) -> bool:
+        """Whether content of ``size`` bytes found as ``found`` is stored and will stay."""
+        return found is not None and found.size == size and self.keep(found)
+
     def keep(self, found: Stat, *, ours: bool = False) -> bool:
         """A writer found ``found.key`` stored: make sure it stays.
 

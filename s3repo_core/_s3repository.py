@@ -310,7 +310,7 @@ class S3Repository(StoreRepository):
         if found is None:
             raise src._missing(digest)
         dst_key = self.layout.object_key(digest)
-        if self.writer.kept(self.store.head(dst_key), found.size):
+        if self.keeper.kept(self.store.head(dst_key), found.size):
             return True
         with self.options.named_in_refusals():
             self.writer.copy(src_key, dst_key, found.size, digest, src_bucket=src.bucket)

@@ -85,14 +85,10 @@ class S3Writer:
 
     # -- content with a known digest -----------------------------------------------------
 
-    def kept(self, found: Stat | None, size: int) -> bool:
-        """Whether content of ``size`` bytes found as ``found`` is stored and will stay."""
-        return found is not None and found.size == size and self.keeper.keep(found)
-
     def store_known(self, digest: Digest, data: bytes | bytearray) -> None:
         """Store in-memory bytes whose digest is known, unless they are already stored."""
         key = self.layout.object_key(digest)
-        if self.kept(self.bucket.head(key), len(data)):
+        if self.keeper.kept(self.bucket.head(key), len(data)):
             return
         # Absent, or stored with the wrong size (damaged behind our back): write it.
         self.upload(key, data, digest)
@@ -167,7 +163,7 @@ class S3Writer:
             )
             digest, size = reader.digest, reader.size
             key = self.layout.object_key(digest)
-            if self.kept(self.bucket.head(key), size):
+            if self.keeper.kept(self.bucket.head(key), size):
                 upload.abort()
                 return digest
             upload.complete()
