@@ -21,6 +21,7 @@ from ._errors import IntegrityError, InvalidArgumentError, NotExistError
 from ._keeper import Keeper, Windows
 from ._lease import LeaseTimes
 from ._names import Layout
+from ._protocol import enable_touch_records, read_marker
 from ._report import CollectReport
 from ._repository import Body
 from ._store import Store
@@ -103,8 +104,7 @@ class StoreRepository:
             raise self._missing(digest)
         return File(digest, found.size)
 
-    def _put_file(self, file: File, body: Body, ours: bool = False) -> None:
-        """``put_file``; ``ours``: see ``Keeper.keep``."""
+    def _put_file(self, file: File, body: Body) -> None:
         if not isinstance(file, File):
             raise InvalidArgumentError(f"put_file takes a File, got {type(file).__name__}")
         found = self.store.head(self.layout.object_key(file.digest))
@@ -115,19 +115,18 @@ class StoreRepository:
                     key=found.key,
                     digest=file.digest,
                 )
-            if self.keeper.keep(found, ours=ours):
+            if self.keeper.keep(found):
                 return
         self._write_verified(file, body)
 
     def _batch(self) -> Batch:
+        self.keeper.page_size = self.list_page_size
         return Batch(
             self.store,
             self.layout,
-            put_file=self._put_file,
+            self.keeper,
             write_new=self._write_verified,
             concurrency=self.concurrency,
-            refresh_window=self.refresh_window,
-            grace=self.grace,
             page_size=self.list_page_size,
         )
 
@@ -138,9 +137,6 @@ class StoreRepository:
         on_stored: Callable[[Path, File], None] | None,
     ) -> list[File]:
         return self._batch().run(paths, on_hashed, on_stored)
-
-    def _absent_by_listing(self, keys: list[str]) -> set[str]:
-        return self._batch().absent_by_listing(keys)
 
     def _server_now(self) -> datetime:
         """The store's clock (on S3, from the Date header of a cheap LIST)."""
@@ -185,6 +181,19 @@ class StoreRepository:
             keep_keys=keep_keys,
             raise_on_errors=raise_on_errors,
         )
+
+    def enable_touch_records(self) -> None:
+        """State that every collector of this repository reads touch records.
+
+        Writers then keep stored content with one touch record per batch (see
+        ``_touches``) instead of a refresh per object. Only the operator knows that no
+        older s3repo collects the repository, so nothing calls this on its own.
+        """
+        enable_touch_records(self.store, self.layout)
+
+    def touch_records_enabled(self) -> bool:
+        """Whether the protocol marker lets writers use touch records."""
+        return read_marker(self.store, self.layout).touch_records
 
     def write_to(self, digest: Digest | str, url: str) -> None:
         """Copy the object to the repository at ``url``.

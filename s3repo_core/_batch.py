@@ -1,15 +1,14 @@
-"""Storing many files at once: hash them all, then learn what is stored from a listing.
+"""Storing many files at once: hash them all, learn what is stored from a listing, and
+keep what is stored with one touch record.
 
-A HEAD per file costs a request per file even when everything is stored; a LIST of the
-batch's key range costs a request per thousand keys. Digests are uniform, so the key
-range the first pages cover tells how many pages the rest would take, and the listing
-stops where HEADs become cheaper.
+Re-putting content that is stored costs the listing's pages and a few requests, not
+requests per file: the listing tells each stored object's size and age, so no file
+needs a HEAD, and objects old enough to need a refresh are kept by one touch record
+(``_touches``) where the repository allows them.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -19,18 +18,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._digest import File
-from ._listing import key_before
+from ._errors import IntegrityError
+from ._keeper import Keeper
 from ._names import Layout
-from ._store import Store
+from ._store import Stat, Store
 from ._streams import HashingReader
+from ._survey import Sighting, survey
 
 __all__ = ["Batch", "file_of", "hash_file"]
 
-#: Stores ``body`` as ``file`` (a HEAD first, then as ``put_file`` does); the flag
-#: says the batch itself confirmed ``file`` moments ago (see ``Keeper.keep``'s ``ours``).
-PutFile = Callable[[File, BinaryIO, bool], None]
 WriteNew = Callable[[File, BinaryIO], None]
 Progress = Callable[[Path, File], None]
+#: Passes at the end of a batch that freshen what it confirmed early (see ``run``).
+MAX_FRESHENING_PASSES = 8
 
 
 def file_of(stream: BinaryIO) -> File:
@@ -46,40 +46,25 @@ def hash_file(path: Path) -> File:
         return file_of(body)
 
 
-def _position(key: str) -> int | None:
-    """Where an object key's digest lies in the hash space (its first 64 bits).
-
-    None for a key that does not end in a digest (a stray key under ``objects/``).
-    """
-    try:
-        return int(key[-64:-48], 16)
-    except ValueError:
-        return None
-
-
 class Batch:
-    """One ``put_files`` of a repository: ``put_file`` for content that may be stored,
-    ``write_new`` for content a listing showed absent (no HEAD needed)."""
+    """One ``put_files`` of a repository: ``write_new`` writes content that is not
+    stored (verified as it is read), ``keeper`` keeps what is."""
 
     def __init__(
         self,
         store: Store,
         layout: Layout,
+        keeper: Keeper,
         *,
-        put_file: PutFile,
         write_new: WriteNew,
         concurrency: int,
-        refresh_window: timedelta,
-        grace: timedelta,
         page_size: int = 1000,
     ) -> None:
         self.store = store
         self.layout = layout
-        self.put_file = put_file
+        self.keeper = keeper
         self.write_new = write_new
         self.concurrency = concurrency
-        self.refresh_window = refresh_window
-        self.grace = grace
         self.page_size = page_size
 
     def run(
@@ -96,79 +81,75 @@ class Batch:
                 on_hashed(path, file)
             return file
 
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-hash") as pool:
-            files = list(pool.map(hash_one, paths))
-        paths_of: dict[File, list[Path]] = {}  # each content once, whatever its copies
-        for path, file in zip(paths, files, strict=True):
-            paths_of.setdefault(file, []).append(path)
-        absent = self.absent_by_listing(
-            sorted(self.layout.object_key(file.digest) for file in paths_of)
-        )
-
-        # The guarantee counts from the return: content confirmed early in a long batch
-        # is looked at again (and refreshed if need be) until every confirmation is
-        # recent. A second look never waits out settle (the batch confirmed that content
-        # itself), so each pass is shorter than the one before: a HEAD a file.
-        stored_at: dict[File, float] = {}
-
-        def store(file: File, first: bool) -> None:
-            same = paths_of[file]
-            with same[0].open("rb") as body:
-                if first and self.layout.object_key(file.digest) in absent:
-                    self.write_new(file, body)
-                else:
-                    # Our own confirmation vouches for the object only while it is far
-                    # younger than any threshold a collection may use.
-                    recent = time.monotonic() - stored_at.get(file, -math.inf) < trusted
-                    self.put_file(file, body, not first and recent)
-            stored_at[file] = time.monotonic()
-            if first and on_stored is not None:
-                for path in same:
-                    on_stored(path, file)
-
-        stale = self.refresh_window.total_seconds() / 2
-        trusted = self.grace.total_seconds() / 2
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-put") as pool:
-            list(pool.map(lambda file: store(file, True), paths_of))
-            for _ in range(8):
-                now = time.monotonic()
-                todo = [file for file, at in stored_at.items() if now - at > stale]
-                if not todo:
-                    break
-                list(pool.map(lambda file: store(file, False), todo))
+            files = list(pool.map(hash_one, paths))
+            paths_of: dict[File, list[Path]] = {}  # each content once, whatever its copies
+            for path, file in zip(paths, files, strict=True):
+                paths_of.setdefault(file, []).append(path)
+            file_at = {self.layout.object_key(file.digest): file for file in paths_of}
+            seen = survey(self.store, self.layout, sorted(file_at), self.page_size, pool.map)
+            for key, sighting in seen.items():
+                if sighting is not None and sighting.stat.size != file_at[key].size:
+                    raise _size_clash(self.store, file_at[key], sighting.stat)
+            stored = [sighting for sighting in seen.values() if sighting is not None]
+            kept = self.keeper.keep_all(stored)
+            born = kept.born
+
+            def report(key: str) -> None:
+                if on_stored is not None:
+                    for path in paths_of[file_at[key]]:
+                        on_stored(path, file_at[key])
+
+            def write(key: str) -> str:
+                file = file_at[key]
+                began = time.monotonic()
+                with paths_of[file][0].open("rb") as body:
+                    self.write_new(file, body)
+                born[key] = began
+                return key
+
+            for key in born:
+                report(key)
+            absent = [key for key, sighting in seen.items() if sighting is None]
+            for key in pool.map(write, absent + kept.vanished):
+                report(key)
+            self._freshen_early(born, file_at, pool, write)
         return files
 
-    def absent_by_listing(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` (sorted object keys) a LIST shows absent, where it pays.
+    def _freshen_early(
+        self,
+        born: dict[str, float],
+        file_at: dict[str, File],
+        pool: ThreadPoolExecutor,
+        write: Callable[[str], str],
+    ) -> None:
+        """The guarantee counts from the return: what this call stored or confirmed
+        more than ``refresh_window`` before now is made fresh again (one touch record
+        where allowed), until nothing is. Each pass is shorter than the one before."""
+        limit = self.keeper.windows.refresh_window.total_seconds()
+        for _ in range(MAX_FRESHENING_PASSES):
+            early = [key for key, at in born.items() if time.monotonic() - at > limit]
+            if not early:
+                return
+            asked = time.monotonic()
+            now = self.store.server_now(self.layout.collections)
+            ours = [
+                Sighting(Stat(key, file_at[key].size, now - _since(born[key], asked), now), asked)
+                for key in early
+            ]
+            kept = self.keeper.keep_all(ours, ours=True)
+            born.update(kept.born)
+            list(pool.map(write, kept.vanished))
 
-        Listing pages through the repository's objects from the first key on. Once the
-        key range the pages so far covered says the rest would take no fewer pages than
-        there are keys left, those keys are left for a HEAD each (and the answer for
-        them is that none is known absent).
-        """
-        if len(keys) < 2:
-            return set()
-        absent: set[str] = set()
-        start = _position(keys[0]) or 0
-        pending = keys
-        listing = self.store.list_pages(
-            self.layout.objects_shard(""), key_before(keys[0]), self.page_size
-        )
-        for pages, page in enumerate(listing, 1):
-            listed = {item.key for item in page.items}
-            if not page.truncated:
-                absent.update(key for key in pending if key not in listed)
-                break
-            if not page.items:
-                break
-            last = page.items[-1].key
-            resolved = bisect.bisect_right(pending, last)
-            absent.update(key for key in pending[:resolved] if key not in listed)
-            pending = pending[resolved:]
-            reached = _position(last)
-            if not pending or reached is None:  # no estimate past a stray key: HEADs
-                break
-            pages_left = ((_position(pending[-1]) or 0) - reached) * pages / max(reached - start, 1)
-            if pages_left >= len(pending):
-                break
-        return absent
+
+def _since(at: float, now: float) -> timedelta:
+    return timedelta(seconds=max(0.0, now - at))
+
+
+def _size_clash(store: Store, file: File, found: Stat) -> IntegrityError:
+    return IntegrityError(
+        f"{file.digest} is stored in {store.where(found.key)} with {found.size} bytes, "
+        f"not {file.size}",
+        key=found.key,
+        digest=file.digest,
+    )

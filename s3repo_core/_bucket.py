@@ -191,7 +191,7 @@ class S3Bucket:
                 for item in page.get("Contents", [])
             ]
             truncated = bool(page.get("IsTruncated"))
-            yield Page(sent_at, items, truncated)
+            yield Page(sent_at, items, truncated, server_time(page))
             if not truncated:
                 return
             args["ContinuationToken"] = page["NextContinuationToken"]
@@ -205,11 +205,12 @@ class S3Bucket:
 
     # -- writing ------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> datetime:
         with translated(self.where(key), key):
-            self.client.put_object(
+            response = self.client.put_object(
                 Bucket=self.name, Key=key, Body=data, **self._write_args(metadata)
             )
+        return server_time(response)
 
     def upload_file(self, path: str, key: str, content_type: str | None = None) -> None:
         """The file at ``path`` to ``key``, with boto3's managed (multipart) transfer."""

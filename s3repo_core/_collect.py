@@ -34,8 +34,10 @@ from ._keeper import CLOCK_RESOLUTION, Windows
 from ._lease import HeldLease, LeaseTimes, list_leases, read_leases
 from ._listing import common_prefix, key_before
 from ._names import Layout
+from ._protocol import check_collector
 from ._report import MAX_LISTED_INVALID, CollectReport, DeleteFailure
 from ._store import DeleteOutcomeUnknown, ObjectInfo, Store
+from ._touches import TouchLog
 from .liveset import Liveset, contains_many
 
 __all__ = ["Collector", "classify_keys", "collect", "shard_names"]
@@ -192,13 +194,18 @@ class Collector:
         self._decision_ttl = settle.total_seconds() / 4
         self._pending = threading.BoundedSemaphore(2 * concurrency)
         self._lease: HeldLease | None = None
+        self._touches = TouchLog(store, layout, threshold, concurrency)
 
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> CollectReport:
         started = time.monotonic()
+        check_collector(self.store, self.layout, self.name)
         self._lease = None if self.dry_run else self._acquire_lease()
         try:
+            # Every record that may keep something from us, read once our lease is up
+            # (writers that saw no lease wrote theirs before), before any decision.
+            self._touches.read_within(0.0)
             with (
                 ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-list") as listers,
                 ThreadPoolExecutor(
@@ -313,7 +320,7 @@ class Collector:
             elif is_live:
                 counts["live"] += 1
                 counts["live_bytes"] += size
-            elif item.modified >= self.threshold:
+            elif item.modified >= self.threshold or self._touches.touched(item.key):
                 counts["recent"] += 1
                 counts["recent_bytes"] += size
             else:
@@ -341,6 +348,9 @@ class Collector:
 
     def _count_upload(self, key: str, size: int) -> None:
         self.report.uploads_removed += 1
+
+    def _count_record(self, key: str, size: int) -> None:
+        self.report.touch_records_removed += 1
 
     def _submit(
         self,
@@ -407,17 +417,33 @@ class Collector:
         count: Callable[[str, int], None],
         sent_blind: bool,
     ) -> tuple[float, list[Candidate]]:
-        """The keys to delete now: looked at again if their decision is stale, and only
-        once our lease is sure to outlive the delete (it may land up to settle later)."""
+        """The keys to delete now: looked at again if their decision is stale, without
+        those touch records read within the decision window keep, and only once our
+        lease is sure to outlive the delete (it may land up to settle later)."""
         settle = self.settle.total_seconds()
         for _ in range(8):
             if self._lease is not None:
                 self._lease.wait_live_for(settle)
             if time.monotonic() - decided_at > self._decision_ttl:
                 decided_at, pending = self._look_again(pending, count, sent_blind)
+            # Records read at most settle / 4 ago (or just now): see ``_touches``.
+            self._touches.read_within(self._decision_ttl)
+            pending = self._untouched(pending)
             if not pending or self._lease is None or self._lease.is_live_for(settle):
                 return decided_at, pending
         raise UnavailableError(f"the collection lease of {self.name} keeps running short")
+
+    def _untouched(self, pending: list[Candidate]) -> list[Candidate]:
+        """``pending`` without the keys a touch record read so far keeps (as recent)."""
+        still: list[Candidate] = []
+        for key, size in pending:
+            if self._touches.touched(key):
+                with self._lock:
+                    self.report.kept_recent += 1
+                    self.report.recent_bytes += size
+            else:
+                still.append((key, size))
+        return still
 
     def _look_again(
         self, pending: list[Candidate], count: Callable[[str, int], None], sent_blind: bool
@@ -465,6 +491,16 @@ class Collector:
             stale = [(item.key, item.size) for item in contents if item.modified < self.threshold]
             if stale:
                 futures.append(self._submit(deleters, stale, decided_at, self._count_upload))
+        # Touch records older than the threshold keep nothing from this collection, nor
+        # from any that starts later with the default threshold (see ``_touches``).
+        for decided_at, contents in self._list(layout.touches, None, None):
+            old = [
+                (item.key, item.size)
+                for item in contents
+                if item.modified < self.threshold and layout.time_of_touch_key(item.key)
+            ]
+            if old:
+                futures.append(self._submit(deleters, old, decided_at, self._count_record))
         ours = (layout.objects, layout.uploads)
         for upload in self.store.list_uploads(layout.root):
             if upload.initiated >= self.threshold or not upload.key.startswith(ours):

@@ -282,7 +282,7 @@ class DirectoryStore:
                 items = self._scan(prefix, base, after, size + 1)
             truncated = len(items) > size
             del items[size:]
-            yield Page(sent_at, items, truncated)
+            yield Page(sent_at, items, truncated, datetime.now(UTC))
             if not truncated:
                 return
             after = items[-1].key
@@ -400,7 +400,7 @@ class DirectoryStore:
             raise
         self._rename(temp, path, key)
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> datetime:
         """Write ``data`` to ``key`` atomically and durably (a temporary file, renamed).
 
         ``metadata`` is not kept: it is S3 object metadata, which files lack and which
@@ -418,6 +418,7 @@ class DirectoryStore:
                 self._discard(temp)
                 raise
         self._rename(temp, path, key)
+        return datetime.now(UTC)
 
     def _rename(self, temp: str, path: str, key: str) -> None:
         """Rename ``temp`` onto ``path`` and make that durable; on error remove ``temp``."""

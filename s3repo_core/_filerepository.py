@@ -83,7 +83,9 @@ class FileRepository(StoreRepository):
                 raise translate_os_error(exc, f"creating {where}") from exc
         self.concurrency = concurrency
         self.windows = Windows.derive(refresh_window, grace, settle, heartbeat, lease_ttl)
-        self.keeper = Keeper(self.store, self.layout, self.windows, self._refresh)
+        self.keeper = Keeper(
+            self.store, self.layout, self.windows, self._refresh, concurrency=concurrency
+        )
 
     @classmethod
     def from_url(cls, url: SplitResult | str, **options: Any) -> FileRepository:

@@ -9,14 +9,18 @@ work on any ``Store``, so every repository implementation shares them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ._errors import InvalidArgumentError
 from ._lease import LeaseTimes, any_live_lease
 from ._names import Layout
+from ._protocol import read_marker
 from ._store import Stat, Store
+from ._survey import Sighting, survey
+from ._touches import write_record
 
 __all__ = [
     "CLOCK_RESOLUTION",
@@ -24,6 +28,7 @@ __all__ = [
     "DEFAULT_REFRESH_WINDOW",
     "DEFAULT_SETTLE",
     "Keeper",
+    "Kept",
     "Windows",
 ]
 
@@ -74,83 +79,201 @@ class Windows:
         return cls(refresh_window, grace, settle, lease)
 
 
-class Keeper:
-    """Keeps content a writer found stored in ``store`` (laid out as ``layout``)."""
+@dataclass
+class Kept:
+    """What :meth:`Keeper.keep_all` did with what a writer found."""
 
-    def __init__(self, store: Store, layout: Layout, windows: Windows, refresh: Refresh) -> None:
+    #: Keys that vanished meanwhile: the writer writes them again.
+    vanished: list[str] = field(default_factory=list)
+    #: For each key kept, a ``time.monotonic()`` its last-modified time is not before.
+    born: dict[str, float] = field(default_factory=dict)
+
+
+class Keeper:
+    """Keeps content a writer found stored in ``store`` (laid out as ``layout``).
+
+    ``refresh`` gives one object a new last-modified time (a self-copy on S3); it is
+    what a writer does when touch records cannot be used (see ``_touches``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        layout: Layout,
+        windows: Windows,
+        refresh: Refresh,
+        *,
+        concurrency: int = 4,
+        page_size: int = 1000,
+    ) -> None:
         self.store = store
         self.layout = layout
         self.windows = windows
+        self.concurrency = concurrency
+        self.page_size = page_size
         self._refresh = refresh
+        self._touch_records = False  # once the marker says so, for good
 
     def kept(self, found: Stat | None, size: int) -> bool:
         """Whether content of ``size`` bytes found as ``found`` is stored and will stay."""
         return found is not None and found.size == size and self.keep(found)
 
-    def keep(self, found: Stat, *, ours: bool = False) -> bool:
-        """A writer found ``found.key`` stored: make sure it stays.
+    def keep(self, found: Stat) -> bool:
+        """A writer found ``found.key`` stored: make sure it stays; False if it vanished
+        meanwhile, so that the caller writes it again."""
+        return not self.keep_all([Sighting(found, time.monotonic())]).vanished
 
-        On return the object is no older than ``refresh_window``, which is what the
-        guarantee needs (a collection deletes only what is older than its threshold,
-        at least ``grace`` before it started). Two dangers, each handled:
+    def keep_all(self, seen: Sequence[Sighting], *, ours: bool = False) -> Kept:
+        """A writer found each of ``seen`` stored: make sure they stay.
+
+        On return each kept object is no older than ``refresh_window``, which is what
+        the guarantee needs (a collection deletes only what is older than its threshold,
+        at least ``grace`` before it started). Two dangers, each handled once for all:
 
         - modified within ``settle``: the object may have been written back just after a
           collection decided to delete its previous version, whose delete may still be
           in flight. While a lease is live the writer waits that out, then looks again.
-        - older than ``refresh_window``: it is refreshed. A refresh needs a wait after it
-          only if the old version was old enough for some collection to have chosen it
-          (older than ``grace``, less a margin); a younger one no collection can delete.
+        - older than ``refresh_window``: it is made fresh, by one touch record where the
+          repository allows them, else by a refresh each; then, only if it was old enough
+          for some collection to have chosen it (older than ``grace``, less a margin) and
+          a lease is live, the writer waits ``settle`` and looks again.
 
-        ``ours`` says the writer itself confirmed this object moments ago (a batch that
-        looks again at what it stored early): a collection may then have chosen none of
-        its recent versions, as none was older than ``grace``, so the first danger does
-        not arise and the writer need not wait, however young it finds the object.
-
-        Returns False if the object vanished meanwhile, so the caller writes it again.
+        ``ours`` says the writer itself stored or confirmed these objects in this call
+        (a batch freshening what it confirmed early): a collection may then have chosen
+        none of their recent versions, as none was older than ``grace``, so the first
+        danger does not arise, however young they are.
         """
-        windows = self.windows
-        settled = windows.settle + CLOCK_RESOLUTION
-        if found.now - found.modified < settled and not ours:
-            if self._lease_live(found.now):
-                time.sleep(max(0.0, (found.modified + settled - found.now).total_seconds()))
-            again = self.store.head(found.key)
-            if again is None:
-                return False
-            # The wait may have made it older than refresh_window: refresh it then.
-            if again.now - again.modified > windows.refresh_window:
-                return self._refresh_and_settle(again)
-            return True
-        if found.now - found.modified <= windows.refresh_window:
-            return True
-        return self._refresh_and_settle(found)
+        kept = Kept()
+        settled = (self.windows.settle + CLOCK_RESOLUTION).total_seconds()
+        young = [] if ours else [s for s in seen if _server_age(s) < settled]
+        rest = [s for s in seen if ours or _server_age(s) >= settled]
+        if young and self._lease_live(_store_now(young)):
+            time.sleep(max(0.0, max(settled - _server_age(s) for s in young)))
+            again = self._look([s.key for s in young])
+            kept.vanished += [key for key, found in again.items() if found is None]
+            rest += [found for found in again.values() if found is not None]
+        else:
+            rest += young
+        limit = self.windows.refresh_window.total_seconds()
+        old = [s for s in rest if s.age() > limit]
+        kept.born.update((s.key, s.born()) for s in rest if s.age() <= limit)
+        if old:
+            self._freshen(old, kept)
+        return kept
 
-    def _lease_live(self, now: datetime) -> bool:
-        return any_live_lease(self.store, self.layout, now, self.windows.lease)
+    # -- making old objects fresh ------------------------------------------------------
 
-    def _refresh_and_settle(self, found: Stat) -> bool:
-        """Refresh ``found``; wait out ``settle`` only if a collection could have chosen it.
+    def _freshen(self, old: list[Sighting], kept: Kept) -> None:
+        if self._touches_allowed() and self._touch(old, kept):
+            return
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-keep") as pool:
+            for sighting, born in zip(old, pool.map(self._refresh_and_settle, old), strict=True):
+                if born is None:
+                    kept.vanished.append(sighting.key)
+                else:
+                    kept.born[sighting.key] = born
+
+    def _touches_allowed(self) -> bool:
+        if not self._touch_records:
+            self._touch_records = read_marker(self.store, self.layout).touch_records
+        return self._touch_records
+
+    def _touch(self, old: list[Sighting], kept: Kept) -> bool:
+        """Keep ``old`` with one touch record; False (nothing kept) if it landed too late
+        to be relied on. See ``_touches`` for the rules this follows."""
+        keys = [s.key for s in old]
+        sent = time.monotonic()
+        oldest = max(s.age() for s in old)
+        now = _store_now(old)
+        if not self._record(keys, now):
+            return False
+        # How old the oldest was when the record landed, by the whole-second times a
+        # collector compares (it chooses only what is older than grace plus a second,
+        # by its own Date): a second's margin for our estimate's truncation.
+        oldest += time.monotonic() - sent + CLOCK_RESOLUTION.total_seconds()
+        settled = self.windows.settle + CLOCK_RESOLUTION
+        if oldest < self.windows.grace.total_seconds() or not self._lease_live(now):
+            kept.born.update((key, sent) for key in keys)
+            return True
+        # A delete decided before our record was read may land for settle: wait it out.
+        time.sleep(settled.total_seconds())
+        again = self._look(keys)
+        kept.vanished += [key for key, found in again.items() if found is None]
+        survivors = [found for found in again.values() if found is not None]
+        if survivors and settled > self.windows.refresh_window:
+            # The wait made our record older than refresh_window: touch once more, with
+            # no wait this time (the record it replaces is young: no collection chose by
+            # it), or refresh each if this record lands too late too.
+            sent = time.monotonic()
+            if not self._record([s.key for s in survivors], _store_now(survivors)):
+                self._refresh_each(survivors, kept)
+                return True
+        kept.born.update((s.key, sent) for s in survivors)
+        return True
+
+    def _record(self, keys: list[str], now: datetime) -> bool:
+        digests = [self.layout.digest_of_key(key) for key in keys]
+        assert None not in digests, keys  # only object keys are kept
+        return write_record(self.store, self.layout, digests, now)  # type: ignore[arg-type]
+
+    def _refresh_each(self, seen: list[Sighting], kept: Kept) -> None:
+        """Refresh each of ``seen`` with no wait after (no collection chose them)."""
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-keep") as pool:
+            sent = time.monotonic()
+            refreshed = pool.map(lambda s: self._refresh(s.stat), seen)
+            for sighting, stays in zip(seen, refreshed, strict=True):
+                if stays:
+                    kept.born[sighting.key] = sent
+                else:
+                    kept.vanished.append(sighting.key)
+
+    def _refresh_and_settle(self, sighting: Sighting) -> float | None:
+        """Refresh one object; wait out ``settle`` only if a collection could have
+        chosen it. A time its last-modified is not before, or None if it vanished.
 
         If the old version was old enough by then for a collection to have chosen it,
         its delete may land for ``settle``: while a lease is live, wait that out and
         look again. Otherwise (the usual case: objects are refreshed an hour old and
-        collected a day old) no wait is needed. False if the object vanished.
+        collected a day old) no wait is needed.
         """
-        found_at = time.monotonic()
+        found = sighting.stat
+        sent = time.monotonic()
+        oldest = sighting.age()
         if not self._refresh(found):
-            return False
-        # How old the old version was when the refresh landed, by the whole-second times
-        # a collector compares (it chooses only what is older than grace plus a second,
-        # by its own Date): a second's margin for our Date's truncation.
-        oldest = found.now - found.modified + timedelta(seconds=time.monotonic() - found_at)
-        if oldest + CLOCK_RESOLUTION < self.windows.grace:
-            return True
-        if self._lease_live(found.now):
-            time.sleep((self.windows.settle + CLOCK_RESOLUTION).total_seconds())
-            again = self.store.head(found.key)
-            if again is None:
-                return False
-            # The wait made our refresh older by settle: refresh once more, with no wait
-            # this time (the version now replaced is young, so no collection chose it).
-            if again.now - again.modified > self.windows.refresh_window:
-                return self._refresh(again)
-        return True
+            return None
+        oldest += time.monotonic() - sent + CLOCK_RESOLUTION.total_seconds()
+        if oldest < self.windows.grace.total_seconds() or not self._lease_live(found.now):
+            return sent
+        time.sleep((self.windows.settle + CLOCK_RESOLUTION).total_seconds())
+        again = self.store.head(found.key)
+        if again is None:
+            return None
+        # The wait made our refresh older by settle: refresh once more, with no wait
+        # this time (the version now replaced is young, so no collection chose it).
+        if again.now - again.modified > self.windows.refresh_window:
+            sent = time.monotonic()
+            return sent if self._refresh(again) else None
+        return sent
+
+    # -- looking -----------------------------------------------------------------------
+
+    def _look(self, keys: list[str]) -> dict[str, Sighting | None]:
+        """What is stored of ``keys`` now (a listing or HEADs, whichever is cheaper)."""
+        if len(keys) == 1:
+            return survey(self.store, self.layout, keys, self.page_size)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-look") as pool:
+            return survey(self.store, self.layout, sorted(keys), self.page_size, pool.map)
+
+    def _lease_live(self, now: datetime) -> bool:
+        return any_live_lease(self.store, self.layout, now, self.windows.lease)
+
+
+def _server_age(sighting: Sighting) -> float:
+    """Seconds since it was modified, at least: by the store's clock when it answered."""
+    return (sighting.stat.now - sighting.stat.modified).total_seconds()
+
+
+def _store_now(seen: Sequence[Sighting]) -> datetime:
+    """The store's clock now, from the latest answer among ``seen`` and time since."""
+    latest = max(seen, key=lambda s: s.at)
+    return latest.stat.now + timedelta(seconds=time.monotonic() - latest.at)

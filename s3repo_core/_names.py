@@ -20,6 +20,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -44,6 +45,8 @@ RESERVED_AREAS: frozenset[str] = frozenset({OBJECTS, UPLOADS, COLLECTIONS, TOUCH
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _UPLOAD_TOKEN = re.compile(r"[0-9a-f]{16}")
+_TOUCH_TIME = "%Y%m%dT%H%M%S"
+_TOUCH_KEY = re.compile(r"(\d{8}T\d{6})\.(\d{3})Z-[0-9a-f]{16}")
 
 
 def _hex_pair_table() -> np.ndarray:
@@ -151,6 +154,9 @@ class Layout:
         self.objects = f"{self.root}{OBJECTS}/"
         self.uploads = f"{self.root}{UPLOADS}/"
         self.collections = f"{self.root}{COLLECTIONS}/"
+        self.touches = f"{self.root}{TOUCHES}/"
+        #: Says which collection protocol the repository's collectors follow.
+        self.protocol = f"{self.root}protocol.json"
         self._object_key_prefix = f"{self.objects}{ALGORITHM}:"
 
     def object_key(self, digest: Digest) -> str:
@@ -161,6 +167,28 @@ class Layout:
 
     def new_lease_key(self) -> str:
         return f"{self.collections}{secrets.token_hex(8)}"
+
+    def new_touch_key(self, at: datetime) -> str:
+        """A touch record's key: ``at`` (the store's clock, to the millisecond), a token."""
+        return f"{self.touch_key_floor(at)}-{secrets.token_hex(8)}"
+
+    def touch_key_floor(self, at: datetime) -> str:
+        """Sorts after every touch record key of a time before ``at``, before any later."""
+        stamp = at.astimezone(UTC).strftime(_TOUCH_TIME)
+        return f"{self.touches}{stamp}.{at.microsecond // 1000:03d}Z"
+
+    def time_of_touch_key(self, key: str) -> datetime | None:
+        """The time a touch record's key names; None for a key that is not one."""
+        if not key.startswith(self.touches):
+            return None
+        match = _TOUCH_KEY.fullmatch(key[len(self.touches) :])
+        if match is None:
+            return None
+        try:
+            when = datetime.strptime(match[1], _TOUCH_TIME).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return when.replace(microsecond=int(match[2]) * 1000)
 
     def objects_shard(self, hex_prefix: str) -> str:
         """The listing prefix of objects whose hex digest starts with ``hex_prefix``."""

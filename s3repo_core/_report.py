@@ -42,6 +42,7 @@ class CollectReport:
     errors: list[DeleteFailure] = field(default_factory=list)
     uploads_removed: int = 0
     multipart_aborted: int = 0
+    touch_records_removed: int = 0
     duration: float = 0.0
     collected_keys: list[str] | None = None
 
@@ -69,6 +70,7 @@ class CollectReport:
             "invalid_count",
             "uploads_removed",
             "multipart_aborted",
+            "touch_records_removed",
         ):
             setattr(merged, name, getattr(self, name) + getattr(other, name))
         merged.invalid_keys = (self.invalid_keys + other.invalid_keys)[:MAX_LISTED_INVALID]

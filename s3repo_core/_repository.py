@@ -110,3 +110,9 @@ class Repository(Protocol):
         ConflictError if another collection holds the shards; CollectionFailedError
         (with the report) if some keys could not be deleted."""
         ...
+
+    def enable_touch_records(self) -> None:
+        """State that every collector of this repository reads touch records, so that
+        writers keep stored content with one small write per batch instead of a refresh
+        per object. Call it once no older s3repo collects the repository."""
+        ...

@@ -54,6 +54,9 @@ class Page:
     sent_at: float
     items: list[ObjectInfo]
     truncated: bool
+    #: The store's clock when it answered (S3's Date header), so that ages of the
+    #: listed keys need no synchronised clocks. None where a store cannot tell.
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,11 @@ class Store(Protocol):
         """The whole of a small key (leases, manifests). NotExistError if missing."""
         ...
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        """Write ``data`` to ``key`` atomically: readers see the old bytes or the new."""
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> datetime:
+        """Write ``data`` to ``key`` atomically: readers see the old bytes or the new.
+
+        Returns the store's clock when it answered, which is no earlier than the new
+        key's last-modified time (touch records check how late they landed)."""
         ...
 
     def delete(self, key: str) -> None:

@@ -67,7 +67,7 @@ class S3Writer:
         self.part_size = part_size
         self.concurrency = concurrency
         self.copy_threshold = copy_threshold
-        self.keeper = Keeper(bucket, layout, windows, self.refresh)
+        self.keeper = Keeper(bucket, layout, windows, self.refresh, concurrency=concurrency)
         self._self_copy_refreshes: bool | None = None
 
     @staticmethod

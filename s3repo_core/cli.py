@@ -76,6 +76,8 @@ examples:
   s3repo get sha256:<hex> > model.bin       write the bytes to stdout
   s3repo cp sha256:<hex> --to s3r://other-bucket/mirror
                                             copy to another repository
+  s3repo protocol --enable-touch-records    once every collector runs this version:
+                                            keep stored content with one write a batch
 
 timeouts and retries:
   Each request waits {_WAITS} for each read of the response, and is
@@ -194,6 +196,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("digest", metavar="DIGEST", help="sha256:<64 lowercase hex>")
     cp.add_argument("--to", metavar="URL", required=True, help="the destination repository")
+    protocol = command(
+        "protocol",
+        "show which collection protocol the repository's collectors follow, or raise it",
+        "s3repo protocol --enable-touch-records",
+    )
+    protocol.add_argument(
+        "--enable-touch-records",
+        action="store_true",
+        help="state that every collector of the repository runs this s3repo or later, so "
+        "that writers keep stored content with one touch record per batch instead of a "
+        "copy per object; an older collector would ignore the records and delete "
+        "content writers were told is stored, so enable it only once none runs",
+    )
     return parser
 
 
@@ -317,7 +332,14 @@ def _cp(repo: Any, args: argparse.Namespace) -> None:
     repo.write_to(digest, args.to)
 
 
-_COMMANDS = {"put": _put, "get": _get, "stat": _stat, "cp": _cp}
+def _protocol(repo: Any, args: argparse.Namespace) -> None:
+    if args.enable_touch_records:
+        repo.enable_touch_records()
+    on = "on" if repo.touch_records_enabled() else "off (writers refresh each object)"
+    print(f"{repo}: touch records {on}")
+
+
+_COMMANDS = {"put": _put, "get": _get, "stat": _stat, "cp": _cp, "protocol": _protocol}
 
 
 class _UsageError(Exception):

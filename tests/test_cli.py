@@ -53,7 +53,7 @@ def test_help_explains_every_subcommand_with_an_example(
 ) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("put", "get", "stat", "cp"):
+    for command in ("put", "get", "stat", "cp", "protocol"):
         assert f"\n    {command} " in out
         assert f"s3repo {command} " in out
     assert "S3REPO_URL" in out
@@ -106,6 +106,16 @@ def test_stat_prints_digest_and_size(
 ) -> None:
     assert main(["stat", DIGEST]) == 0
     assert capsys.readouterr().out == f"{DIGEST} {len(DATA)}\n"
+
+
+def test_protocol_shows_and_enables_touch_records(
+    stored: S3Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["protocol"]) == 0
+    assert capsys.readouterr().out == f"{stored}: touch records off (writers refresh each object)\n"
+    assert main(["protocol", "--enable-touch-records"]) == 0
+    assert capsys.readouterr().out == f"{stored}: touch records on\n"
+    assert stored.touch_records_enabled()
 
 
 def test_get_to_a_path(stored: S3Repository, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from s3repo_core import Digest, File, IntegrityError, S3Repository
 from s3repo_core import _batch as batch_module
+from s3repo_core._survey import survey
 
 from requests_log import RequestLog
 
@@ -133,7 +134,9 @@ def test_a_stray_key_in_the_listing_ends_it_without_harm(
     keys = sorted(repo.layout.object_key(d) for d in (low, high))
     # The first page holds only the stray key: it shows ``low`` absent, and says nothing
     # of the keys past it, which are left to a HEAD each.
-    assert repo._absent_by_listing(keys) == {repo.layout.object_key(low)}
+    log = RequestLog(client)
+    assert survey(repo.store, repo.layout, keys, 1) == dict.fromkeys(keys)
+    assert log.calls == {"ListObjectsV2": 1, "HeadObject": 1}
 
 
 def test_a_file_changed_after_hashing_is_refused_and_nothing_is_stored(

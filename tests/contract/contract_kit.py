@@ -295,10 +295,10 @@ class FileImpl(Impl):
         objects = self.store_key("objects/")
         put, publish = DirectoryStore.put, DirectoryStore.publish
 
-        def counting_put(store: DirectoryStore, key: str, data: bytes, *args: Any) -> None:
+        def counting_put(store: DirectoryStore, key: str, data: bytes, *args: Any) -> Any:
             if key.startswith(objects) and store.root == self.root:
                 written.bytes += len(data)
-            put(store, key, data, *args)
+            return put(store, key, data, *args)
 
         def counting_publish(store: DirectoryStore, temp: Any, key: str) -> None:
             if key.startswith(objects) and store.root == self.root:

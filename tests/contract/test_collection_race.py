@@ -37,11 +37,14 @@ PROTECTED = (GRACE - REFRESH).total_seconds() - 1.5
 SECONDS = 12
 
 
+@pytest.mark.parametrize("touch_records", [False, True], ids=["refresh-each", "touch-records"])
 def test_no_object_a_writer_was_told_is_stored_vanishes(
-    impl: Impl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    impl: Impl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, touch_records: bool
 ) -> None:
     monkeypatch.setattr(Collector, "pause_before_delete", PAUSE_BEFORE_DELETE)
     repo = impl.make(refresh_window=REFRESH, settle=SETTLE, grace=GRACE)
+    if touch_records:  # writers keep what they find with touch records, not a copy each
+        repo.enable_touch_records()
     pool = [f"pool item {i}".encode() for i in range(40)]
     paths = []
     for i, data in enumerate(pool):
@@ -97,3 +100,5 @@ def test_no_object_a_writer_was_told_is_stored_vanishes(
     assert violations == []
     assert rounds >= 10, f"{rounds} collections ({collected} objects collected)"
     assert collected > 0  # the collections did delete garbage while writers ran
+    records = [key for key in impl.stored_keys() if key.startswith(impl.store_key("touches/"))]
+    assert bool(records) == touch_records  # and the writers kept it the way asked
