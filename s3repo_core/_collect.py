@@ -3,13 +3,19 @@
 The listing is split into shards by the first hex digit(s) of the digest, plus
 ``other`` (keys under ``objects/`` that cannot be digests; they are reported, never
 deleted) and ``uploads`` (stale uploads and multipart uploads). Shards are listed in
-parallel, one page at a time, and each page's garbage is deleted while the next pages
-are listed, so memory stays at the liveset plus a few pages.
+parallel, one page at a time. A shard's garbage is gathered across its pages into
+DeleteObjects of up to 1,000 keys (fewer requests than one per page), deleted while the
+next pages are listed, so memory stays at the liveset plus a few pages.
 
 Deletion never relies on an old observation: a batch is sent within ``decision_ttl``
-of the listing that justified it, or its keys are looked at again first; failed keys
-are retried by key (DeleteObjects reports them by key, not by position), with a bound
-and backoff, and what still fails is reported and fails the collection.
+of the listing that justified it (of a batch gathered from several pages, the oldest),
+or its keys are looked at again first. So a batch is sent as it is, not held for the
+next page, once that page would come too late; a lister waits for room among the
+pending deletes before it lists, not with a listed page in hand; and fewer LISTs are
+sent at once while each takes long (a saturated server answers later the more it is
+sent, and a listing's age counts from its send). Failed keys are retried by key
+(DeleteObjects reports them by key, not by position), with a bound and backoff, and
+what still fails is reported and fails the collection.
 """
 
 from __future__ import annotations
@@ -144,6 +150,86 @@ def classify_keys(
 
 
 Candidate = tuple[str, int]
+#: How long a lister's held keys may wait for the next page (see ``Collector._list``).
+Patience = Callable[[float], float | None]
+
+
+class ListPacer:
+    """Which listings may send their next LIST: at most ``width`` listings at once, each
+    while fewer than ``most_pending`` delete batches wait or run.
+
+    Why: a page's decisions age from its LIST's send. So a lister waits for room
+    before it lists, never with a listed page in hand. And a saturated server answers
+    each LIST later the more are in flight, with no more pages a second: ``width``
+    drops by one after LISTs slower than ``budget`` and grows by one (up to ``most``)
+    after LISTs faster than half of it (see ``took``). It starts at one: a first burst
+    of ``most`` LISTs would spend the first pages' window before any answer. A listing
+    keeps its place from page to page (the pages of one shard then come one LIST apart,
+    so that a batch can gather several) unless more places are taken than ``width``.
+    """
+
+    def __init__(self, most: int, budget: float, most_pending: int) -> None:
+        self.most = most
+        self.width = 1
+        self.budget = budget
+        self.most_pending = most_pending
+        self._placed = 0
+        self._pending = 0
+        self._round: list[float] = []  # how long the LISTs since the last change took
+        self._changed = threading.Condition()
+
+    def wait_turn(self, placed: bool, patience: float | None) -> bool:
+        """Wait until a listing that holds a place (``placed``) or takes one now may
+        send its next LIST; False if it may not within ``patience`` seconds (None: no
+        limit). A listing that does not hold a place after a False must not list."""
+        deadline = None if patience is None else time.monotonic() + patience
+        with self._changed:
+            while self._pending >= self.most_pending or (not placed and self._placed >= self.width):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+            if not placed:
+                self._placed += 1
+            return True
+
+    def crowded(self) -> bool:
+        """Whether more places are taken than ``width``: the next to list gives one up."""
+        with self._changed:
+            return self._placed > self.width
+
+    def leave(self) -> None:
+        """Give up a place."""
+        with self._changed:
+            self._placed -= 1
+            self._changed.notify_all()
+
+    def took(self, seconds: float) -> None:
+        """A LIST took ``seconds`` from its send to its answer. The width changes on
+        the mean of a round of ``width`` LISTs, not on one: one slow or quick answer
+        would move it back and forth, and each narrowing stops a listing mid-shard."""
+        with self._changed:
+            self._round.append(seconds)
+            if len(self._round) < self.width:
+                return
+            mean = sum(self._round) / len(self._round)
+            self._round = []
+            if mean > self.budget:
+                self.width = max(1, self.width - 1)
+            elif mean < self.budget / 2 and self.width < self.most:
+                self.width += 1
+                self._changed.notify_all()
+
+    def submitted(self) -> None:
+        """A delete batch was handed to the deleters."""
+        with self._changed:
+            self._pending += 1
+
+    def deleted(self) -> None:
+        """A delete batch is done, whatever its outcome."""
+        with self._changed:
+            self._pending -= 1
+            self._changed.notify_all()
 
 
 class Collector:
@@ -157,6 +243,9 @@ class Collector:
     """
 
     pause_before_delete = 0.0
+    #: Keys a page of the listing asks for (None: the store's most, 1000 on S3), so
+    #: that tests can spread few objects over many pages.
+    list_page_size: int | None = None
 
     def __init__(
         self,
@@ -192,7 +281,9 @@ class Collector:
         self._lock = threading.Lock()
         self._unknown_outcome = False
         self._decision_ttl = settle.total_seconds() / 4
-        self._pending = threading.BoundedSemaphore(2 * concurrency)
+        # A LIST may take a quarter of the window: a batch then still has time to wait
+        # for the next page (see ``_run_shard``) and to be sent.
+        self._pacer = ListPacer(concurrency, self._decision_ttl / 4, 2 * concurrency)
         self._lease: HeldLease | None = None
         self._touches = TouchLog(store, layout, threshold, concurrency)
 
@@ -270,17 +361,51 @@ class Collector:
         if shard == UPLOADS:
             return self._sweep_uploads(deleters)
         futures: list[Future[None]] = []
-        for decided_at, contents in self._pages(shard):
+        held: list[Candidate] = []  # gathered from this shard's pages, not yet submitted
+        oldest = float("inf")  # when the LIST of the oldest page in ``held`` was sent
+
+        def submit(batch: list[Candidate], decided_at: float) -> None:
+            futures.append(self._submit(deleters, batch, decided_at, self._count_object))
+
+        def patience(latency: float) -> float | None:
+            """How long ``held`` may still wait to join the next page, which takes about
+            ``latency`` to come (the last LIST's); submitted now if not at all. Should it
+            take half as long again, a quarter of the window is left for the delete to be
+            sent (deleters busy, the lease). None: nothing is held."""
+            nonlocal held
+            if not held:
+                return None
+            window = self._decision_ttl * 3 / 4
+            left = window - 1.5 * latency - (time.monotonic() - oldest)
+            if left > 0:
+                return left
+            submit(held, oldest)
+            held = []
+            return None
+
+        for decided_at, contents in self._pages(shard, patience):
             candidates = self._classify(shard, contents)
-            if candidates:
-                futures.append(self._submit(deleters, candidates, decided_at, self._count_object))
+            if not candidates:
+                continue
+            if not held:
+                oldest = decided_at
+            held += candidates
+            while len(held) >= DELETE_BATCH:
+                submit(held[:DELETE_BATCH], oldest)
+                held = held[DELETE_BATCH:]
+                oldest = decided_at  # what is left came from this page
+        if held:
+            submit(held, oldest)
         return futures
 
-    def _pages(self, shard: str) -> Iterator[tuple[float, list[ObjectInfo]]]:
-        """(time the LIST was sent, its contents) for each page of ``shard``."""
+    def _pages(
+        self, shard: str, patience: Patience | None = None
+    ) -> Iterator[tuple[float, list[ObjectInfo]]]:
+        """(time the LIST was sent, its contents) for each page of ``shard``; see
+        ``_list`` for ``patience``."""
         layout = self.layout
         if shard != OTHER:
-            yield from self._list(layout.objects_shard(shard), None, None)
+            yield from self._list(layout.objects_shard(shard), None, None, patience)
             return
         # 'other' is every key under objects/ outside sha256:<hex...>: the gaps around and
         # between the hex prefixes, in key order.
@@ -295,16 +420,48 @@ class Collector:
             yield from self._list(layout.objects, after, before)
 
     def _list(
-        self, prefix: str, start_after: str | None, stop_before: str | None
+        self,
+        prefix: str,
+        start_after: str | None,
+        stop_before: str | None,
+        patience: Patience | None = None,
     ) -> Iterator[tuple[float, list[ObjectInfo]]]:
-        for page in self.store.list_pages(prefix, start_after or ""):
-            contents = page.items
-            if stop_before is not None:
-                kept = [item for item in contents if item.key < stop_before]
-                if len(kept) < len(contents):
-                    yield page.sent_at, kept
+        """(time the LIST was sent, its contents) for each page of the keys under
+        ``prefix`` after ``start_after`` and before ``stop_before``.
+
+        Each LIST waits for its turn (see ``ListPacer``). Meanwhile ``patience(seconds
+        the previous LIST took)`` says how long the caller's held keys may wait for the
+        next page; once that is spent, it is asked again (and submits them).
+        """
+        pages = self.store.list_pages(prefix, start_after or "", self.list_page_size)
+        pacer = self._pacer
+        latency = 0.0
+        placed = False
+        more = True
+        try:
+            while more:
+                if placed and pacer.crowded():
+                    pacer.leave()
+                    placed = False
+                while not pacer.wait_turn(placed, None if patience is None else patience(latency)):
+                    pass
+                placed = True
+                page = next(pages, None)
+                if page is None:
                     return
-            yield page.sent_at, contents
+                latency = time.monotonic() - page.sent_at
+                pacer.took(latency)
+                more = page.truncated
+                contents = page.items
+                if stop_before is not None:
+                    kept = [item for item in contents if item.key < stop_before]
+                    if len(kept) < len(contents):
+                        yield page.sent_at, kept
+                        return
+                yield page.sent_at, contents
+        finally:
+            if placed:
+                pacer.leave()
 
     def _classify(self, shard: str, contents: list[ObjectInfo]) -> list[Candidate]:
         valid, live = classify_keys(self.layout, self.liveset, [i.key for i in contents])
@@ -366,13 +523,13 @@ class Collector:
             done: Future[None] = Future()
             done.set_result(None)
             return done
-        self._pending.acquire()  # bounds the pages waiting for deletion
+        self._pacer.submitted()  # listers wait for room before they list (ListPacer)
 
         def delete() -> None:
             try:
                 self._delete(candidates, decided_at, count)
             finally:
-                self._pending.release()
+                self._pacer.deleted()
 
         return deleters.submit(delete)
 
@@ -406,6 +563,8 @@ class Collector:
                 k: DeleteFailure(k, code, message) for k, (code, message) in refused.items()
             }
             pending = [(k, sizes[k]) for k in refused]
+            if not pending:
+                return  # all deleted: no backoff, no second look at nothing
             decided_at = float("-inf")
         with self._lock:
             self.report.errors.extend(failures[k] for k, _ in pending if k in failures)
@@ -450,7 +609,8 @@ class Collector:
     ) -> tuple[float, list[Candidate]]:
         """List the batch's key range again: keep the keys still there and still old.
 
-        One LIST per page of the range, not a HEAD per key: a batch comes from one page.
+        One LIST per page of the range, not a HEAD per key: a batch comes from a few
+        consecutive pages of one shard (those listed within its decision window).
         A key that is gone counts as collected only if a request of ours whose outcome
         is unknown may have deleted it.
         """
