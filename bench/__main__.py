@@ -21,14 +21,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny sizes, one repetition: checks that the benchmarks run, measures nothing",
+        help="tiny sizes, one repetition, one worker process per server: checks that the "
+        "benchmarks run, measures nothing",
     )
     parser.add_argument("--servers", default="moto,juicefs", help="comma-separated: moto, juicefs")
     parser.add_argument(
         "--cases", default=",".join(BY_NAME), help=f"comma-separated, of: {', '.join(BY_NAME)}"
     )
     parser.add_argument(
-        "--repetitions", type=int, help="runs of each side per case (default 3; 1 with --smoke)"
+        "--repetitions",
+        type=int,
+        help="runs of each side per case (default 3, or the case's own: collect_100k 1; "
+        "1 with --smoke)",
     )
     parser.add_argument(
         "--output",
@@ -53,7 +57,10 @@ def main(argv: list[str]) -> int:
     cases = [case for case in CASES if case.name in wanted]
     reps = args.repetitions or (1 if args.smoke else 3)
     output = args.output or (None if args.smoke else ROOT / "BENCHMARKS.md")
-    rows = run(cases, args.servers.split(","), SMOKE if args.smoke else FULL, reps)
+    sizes = SMOKE if args.smoke else FULL
+    rows = run(
+        cases, args.servers.split(","), sizes, reps, batched=args.smoke, own=not args.repetitions
+    )
     print(table(rows))
     if output is not None:
         write(output, rows, shlex.join(["python", "-m", "bench", *argv]), reps)

@@ -1,9 +1,10 @@
-"""The benchmark cases of issue 5: our side, the baseline side, and the aim of each.
+"""The benchmark cases of issues 5 and 12: our side, the baseline side(s), and the aims.
 
 A side is a function of an :class:`~bench.context.Env` that does its set-up, times only
 the operation under test with ``env.measure()``, cleans up, and returns the amount of
 work done (bytes, files, objects or keys). Both sides of a case get the same data, the
-same boto3 client configuration, the same part size and the same concurrency.
+same boto3 client configuration, the same part size and the same concurrency (s5cmd
+runs with ``--numworkers`` of that concurrency). Issue 12's sides are in ``cases12``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ import numpy as np
 from s3repo_core import Digest, ExactLiveset, File
 from s3repo_core._names import Layout
 
-from .context import Env
+from . import cases12
+from .cases12 import AGES, large_dir, small_dir
+from .context import Env, Sizes
 
 Side = Callable[[Env], float]
+SERVERS = ("moto", "juicefs")
 
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the issue's table."""
+    """One row of the issue's table (one per server)."""
 
     name: str
     title: str
@@ -42,10 +46,57 @@ class Case:
     base: Side
     prepare: Callable[[Env], dict[str, Any]] | None = None
     memory_aim: float | None = None  # our memory / the baseline's, at most
+    # Issue 12 states aims as our time / the peer's, at most: ``aim`` is then its inverse.
+    time_aim: float | None = None
+    time_goal: float | None = None  # a further goal, shown but not judged
+    # More peers, by name: the row's baseline is whichever is fastest (median).
+    peers: tuple[tuple[str, Side], ...] = ()
+    base_name: str = "baseline"  # the base's name where there are several peers
+    servers: tuple[str, ...] = SERVERS
+    # Requests are counted by the server, for both sides (s5cmd's are out of boto3's
+    # sight); elsewhere by the side's boto3 client.
+    count_on_server: bool = False
+    request_limit: Callable[[Sizes], int] | None = None  # our requests, at most
+    delete_limit: Callable[[Sizes], int] | None = None  # our DeleteObjects, at most
+    repetitions: int | None = None  # its own default, for a case too long for three
 
     def scale(self, amount: float) -> float:
         """``amount`` in this case's unit (bytes are shown in MiB)."""
         return amount / (1024 * 1024) if self.unit == "MiB/s" else amount
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The side names: "ours", "baseline", then the other peers'."""
+        return ("ours", "baseline", *(name for name, _ in self.peers))
+
+    def side(self, name: str) -> Side:
+        if name == "ours":
+            return self.ours
+        if name == "baseline":
+            return self.base
+        return dict(self.peers)[name]
+
+    def peer_name(self, side: str) -> str:
+        return self.base_name if side == "baseline" else side
+
+    @property
+    def uses_s5cmd(self) -> bool:
+        return "s5cmd" in (self.base_name, *(name for name, _ in self.peers))
+
+
+def issue12(
+    name: str,
+    title: str,
+    baseline: str,
+    unit: str,
+    time_aim: float,
+    ours: Side,
+    base: Side,
+    **more: Any,
+) -> Case:
+    """A case of issue 12: its aim is our time / the peer's, at most."""
+    aim = 1 / time_aim
+    return Case(name, title, baseline, unit, aim, True, ours, base, time_aim=time_aim, **more)
 
 
 def _stream_digest(env: Env) -> Digest:
@@ -523,11 +574,101 @@ CASES = [
         hashlib_base,
     ),
 ]
+
+
+def _stored_and_new() -> list[Case]:
+    """Issue 12's re-ingest cases (a stored directory, at each age) and ingest cases."""
+    ages = {"now": "stored just now", "10min": "stored 10 min ago", "2d": "stored 2 days ago"}
+    found = []
+    for label, folder, what in (
+        ("16k", small_dir, "2,000 files of 16 KiB"),
+        ("1m", large_dir, "200 files of 1 MiB"),
+    ):
+        for age, seconds in AGES.items():
+            found.append(
+                issue12(
+                    f"reingest_{label}_{age}",
+                    f"re-ingest of {what}, all {ages[age]} (moto's clock), with put_files",
+                    "s5cmd sync of the same directory to a prefix where it was already synced",
+                    "files/s",
+                    1.5,
+                    cases12.reingest_ours(folder, seconds),
+                    cases12.reingest_s5cmd(folder, seconds),
+                    base_name="s5cmd",
+                    servers=("moto",),
+                    count_on_server=True,
+                    prepare=cases12.prepare_stored(folder, label),
+                    request_limit=cases12.listing_pages_plus_3 if label == "16k" else None,
+                )
+            )
+    for label, folder, what in (
+        ("16k", small_dir, "2,000 new files of 16 KiB"),
+        ("1m", large_dir, "200 new files of 1 MiB"),
+    ):
+        found.append(
+            issue12(
+                f"ingest_{label}_new",
+                f"ingest of {what} with put_files",
+                "the best of boto3 put_object from a thread pool and s5cmd cp",
+                "files/s",
+                1.05,
+                cases12.ingest_ours(folder),
+                cases12.ingest_boto3(folder),
+                base_name="boto3",
+                peers=(("s5cmd", cases12.ingest_s5cmd(folder)),),
+                count_on_server=True,
+            )
+        )
+    return found
+
+
+# Issue 12's cases follow issue 5's; collect_100k last, as its 100,000 objects stay in
+# moto's memory until the server stops.
+CASES += _stored_and_new()
+CASES += [
+    issue12(
+        "put_open_file",
+        "put of a 256 MiB open file (hash, then upload to its key)",
+        "boto3 upload_file",
+        "MiB/s",
+        1.15,
+        put_stream_ours,
+        put_file_base,
+        time_goal=1.05,
+    ),
+    issue12(
+        "get_file_256m",
+        "get_file of 256 MiB to a path, verified (issue 12's aim)",
+        "boto3 download_file",
+        "MiB/s",
+        1.1,
+        get_file_ours,
+        get_file_base,
+        prepare=store_stream,
+    ),
+    issue12(
+        "collect_100k",
+        "collect 100,000 objects older than grace (moto's clock), half live, default windows",
+        "list with a paginator + DeleteObjects batches, sequential",
+        "objects/s",
+        1.0,
+        cases12.collect_many_ours,
+        cases12.collect_many_base,
+        prepare=cases12.prepare_many,
+        servers=("moto",),
+        delete_limit=cases12.deletes_aim,
+        # moto reads the whole bucket for each LIST page: one run of a side takes minutes.
+        repetitions=1,
+    ),
+]
 BY_NAME = {case.name: case for case in CASES}
 
 
 def write_data(env: Env) -> None:
-    """The run's local data: ``stream.bin`` (random), its digest, and the small files."""
+    """The run's local data: ``stream.bin`` (random), its digest, the small files and the
+    larger ones. The files' mtimes are a day back, so that a sync to S3 finds its copies
+    newer (S3's Last-Modified is whole seconds: a file written within the second of its
+    upload would look newer than its copy)."""
     hasher = hashlib.sha256()
     with open(env.stream_path, "wb") as out:
         left = env.sizes.stream
@@ -540,3 +681,8 @@ def write_data(env: Env) -> None:
     env.files_dir.mkdir()
     for i in range(env.sizes.files):
         (env.files_dir / f"file-{i:05d}.bin").write_bytes(os.urandom(env.sizes.file_size))
+    cases12.write_large_files(env)
+    day_back = time.time() - 86400
+    for folder in (small_dir(env), large_dir(env)):
+        for path in folder.iterdir():
+            os.utime(path, (day_back, day_back))

@@ -13,6 +13,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .cases import Case
 from .stats import Row
 
 ANALYSIS = "## Analysis"
@@ -56,6 +57,15 @@ def _juicefs_version() -> str:
         return "unknown"
 
 
+def _s5cmd_version() -> str:
+    from .s5cmd import s5cmd_binary
+
+    try:
+        return _output(s5cmd_binary(), "version")
+    except Exception:
+        return "not installed"
+
+
 def _commit() -> str:
     commit = _output("git", "rev-parse", "--short", "HEAD")
     dirty = _output("git", "status", "--porcelain", "--", "s3repo_core", "bench")
@@ -79,6 +89,7 @@ def environment() -> list[tuple[str, str]]:
         ("boto3 / botocore", f"{version('boto3')} / {version('botocore')}"),
         ("moto", version("moto")),
         ("juicefs", _juicefs_version()),
+        ("s5cmd", _s5cmd_version()),
         ("numpy", version("numpy")),
         ("s3repo", _commit()),
     ]
@@ -98,7 +109,43 @@ def _requests(row: Row) -> str:
     ours, baseline = row.requests("ours"), row.requests("baseline")
     if ours is None or baseline is None:
         return "-"
-    return f"{ours:,.0f} / {baseline:,.0f}"
+    text = f"{ours:,.0f} / {baseline:,.0f}"
+    deletes = row.deletes("ours"), row.deletes("baseline")
+    if row.case.delete_limit is not None and None not in deletes:
+        text += f"; DeleteObjects {deletes[0]:,.0f} / {deletes[1]:,.0f}"
+    return text
+
+
+def _aim(row: Row) -> str:
+    """The case's aims: throughput ratio (or time ratio), memory, requests."""
+    case = row.case
+    if case.time_aim is None:
+        aim = f"≥ {case.aim:g}"
+    else:
+        aim = f"≥ {case.aim:.2f} (time ≤ {case.time_aim:g}"
+        aim += f"; goal ≤ {case.time_goal:g})" if case.time_goal is not None else ")"
+    if case.memory_aim is not None:
+        aim += f", memory ≤ {case.memory_aim:g}"
+    if case.request_limit is not None:
+        aim += f", requests ≤ {case.request_limit(row.sizes)}"
+    if case.delete_limit is not None:
+        aim += f", DeleteObjects ≤ {case.delete_limit(row.sizes)}"
+    return aim
+
+
+def _baseline(row: Row) -> str:
+    """The baseline's figure; with several peers, which was best and what the others did."""
+    case = row.case
+    text = f"{row.throughput('baseline'):,.1f} {case.unit}"
+    if case.peers:
+        best = row.best_peer
+        others = [
+            f"{case.peer_name(side)} {row.peer_throughput(side):,.1f}"
+            for side in case.sides[1:]
+            if side != best
+        ]
+        text += f" ({case.peer_name(best)}; {', '.join(others)})"
+    return text
 
 
 def table(rows: list[Row]) -> str:
@@ -111,19 +158,23 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         case = row.case
-        aim = f"≥ {case.aim:g}"
         memory = f"{row.memory('ours'):,.0f} / {row.memory('baseline'):,.0f}"
         if case.memory_aim is not None:
-            aim += f", memory ≤ {case.memory_aim:g}"
             memory += f" ({row.memory_ratio:.2f})"
         lines.append(
             f"| {case.name} | {row.server} "
             f"| {row.throughput('ours'):,.1f} {case.unit} "
-            f"| {row.throughput('baseline'):,.1f} {case.unit} "
-            f"| {row.ratio:.2f} | {aim} | {'yes' if row.met else 'NO'} | {memory} "
+            f"| {_baseline(row)} "
+            f"| {row.ratio:.2f} | {_aim(row)} | {'yes' if row.met else 'NO'} | {memory} "
             f"| {_pair(row, False)} | {_pair(row, True)} | {_requests(row)} |"
         )
     return "\n".join(lines)
+
+
+def _own_reps(case: Case) -> str:
+    if case.repetitions is None:
+        return ""
+    return f" ({case.repetitions} repetition of each side, unless `--repetitions` is given)"
 
 
 def render(rows: list[Row], command: str, reps: int) -> str:
@@ -154,11 +205,28 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "(moto runs in the runner process, which does nothing else meanwhile). Requests "
         "are the HTTP requests the side sent to S3 during the timed section.",
         "",
+        "Issue 12's aims are stated as our time / the peer's, at most: the aim column "
+        "gives its inverse as a throughput ratio, with the time ratio in brackets. Where a "
+        "case has several peers, the baseline is the fastest (named, with the others' "
+        "figures). s5cmd runs with `--numworkers` of the run's concurrency; its memory is "
+        "the s5cmd process's peak RSS and its CPU is counted in the client's. The cases "
+        "with s5cmd count the requests of both sides on the server (moto: a WSGI layer in "
+        "its process; the JuiceFS gateway: its admin trace stream), since s5cmd's are out "
+        "of boto3's sight; the others count them in the side's boto3 client. The "
+        "re-ingest and collect_100k cases run on moto only: their ages are made by moving "
+        "moto's clock (re-ingest: the set is stored, then the clock moved on by the age; "
+        "collect_100k: every object is made older than grace, 24 h), and collect_100k's "
+        "objects are written through moto's in-process fast path. Each repetition rebuilds "
+        "its state untimed and removes it after.",
+        "",
         table(rows),
         "",
         "Cases (ours, then the baseline):",
         "",
-        *(f"- **{c.name}**: {c.title}; baseline: {c.baseline}." for c in cases.values()),
+        *(
+            f"- **{c.name}**: {c.title}; baseline: {c.baseline}{_own_reps(c)}."
+            for c in cases.values()
+        ),
         "",
     ]
     return "\n".join(parts)

@@ -5,16 +5,25 @@ No timing is asserted: benchmarks measure, tests check that they can.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench.cases import CASES
-from bench.context import SMOKE, process_cpu
+from bench.cases import CASES, write_data
+from bench.context import SMOKE, Env, process_cpu
+from bench.s5cmd import s5cmd_binary
+from bench.servers import start_counted, tap_for
+from bench.worker import RESULT
 from devkit.localserver import LocalS3
+
+#: The cases of issue 12, which all count their requests (s5cmd's on the server).
+ISSUE_12 = [case.name for case in CASES if case.time_aim is not None]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +40,57 @@ def table_rows(text: str) -> list[list[str]]:
     return rows
 
 
+def test_s5cmd_is_installed() -> None:
+    """s5cmd is a declared dev dependency (the benchmark's peer): missing, it fails here."""
+    version = subprocess.run(
+        [s5cmd_binary(), "version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert version.stdout.startswith("v"), version.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_run_in_a_fresh_worker_reports_a_sample(tmp_path: Path) -> None:
+    """The full run's path, one worker process per run (a smoke run batches them)."""
+    env = Env(case="hash", side="ours", sizes=SMOKE, workdir=tmp_path)
+    write_data(env)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker", replace(env, side="baseline").to_json()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    sample = json.loads(line[len(RESULT) :])
+    assert sample["amount"] == SMOKE.stream and sample["seconds"] > 0
+
+
+def test_the_servers_count_the_requests_they_receive(s3server: LocalS3) -> None:
+    """What the cases with s5cmd count: the requests that arrived within a window."""
+    if s3server.name == "moto":
+        server, tap = start_counted("moto")  # the bench's moto, behind its counting layer
+    else:
+        server, tap = s3server, tap_for(s3server)
+    try:
+        client = server.client()
+        bucket = server.create_bucket()
+        tap.start()
+        client.put_object(Bucket=bucket, Key="before", Body=b"x")
+        started = time.time()
+        for i in range(5):
+            client.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")
+        client.list_objects_v2(Bucket=bucket)
+        ended = time.time()
+        client.put_object(Bucket=bucket, Key="after", Body=b"x")
+        assert tap.count([(started, ended), (ended, time.time())]) == [6, 1]
+    finally:
+        tap.stop()
+        if server is not s3server:
+            server.stop()
+
+
 @pytest.mark.timeout(120)
 def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
     report = tmp_path / "BENCHMARKS.md"
@@ -44,6 +104,8 @@ def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Where the server counts a boto3 side's requests, so does its client: they agree.
+    assert "warning" not in done.stderr, done.stderr[-3000:]
     text = report.read_text()
     header, rule, *rows = table_rows(text)
     assert header[:7] == ["case", "server", "ours", "baseline", "ratio ours/baseline", "aim", "met"]
@@ -60,6 +122,19 @@ def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
     # none) and then a PutObject per file.
     ours, baseline = (int(n.replace(",", "")) for n in by_case["ingest"][-1].split(" / "))
     assert (ours, baseline) == (SMOKE.files + 1, SMOKE.files)
+    # Issue 12's cases: a request count for each side, the best of several peers named,
+    # DeleteObjects counted where the aim bounds them.
+    assert len(ISSUE_12) == 11
+    for name in ISSUE_12:
+        ours, baseline = by_case[name][-1].split(";")[0].split(" / ")
+        assert int(ours.replace(",", "")) > 0 and int(baseline.replace(",", "")) > 0, name
+    for name in ("ingest_16k_new", "ingest_1m_new"):
+        assert "(s5cmd; boto3 " in by_case[name][3] or "(boto3; s5cmd " in by_case[name][3]
+    # s5cmd sync of a synced directory lists it: one page.
+    assert by_case["reingest_16k_2d"][-1].endswith(" / 1")
+    assert "requests ≤ 4" in by_case["reingest_16k_now"][5]
+    assert "DeleteObjects" in by_case["collect_100k"][-1]
+    assert "DeleteObjects ≤ 17" in by_case["collect_100k"][5]
     assert "python -m bench --smoke --servers moto --output" in text
     for fact in ("| CPU |", "| Python |", "| boto3 / botocore |", "| moto |", "| s3repo |"):
         assert fact in text
