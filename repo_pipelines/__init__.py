@@ -5,8 +5,9 @@ environment variables (see :meth:`S3RepoResource.from_env` and the README).
 """
 
 from .definitions import build_definitions
+from .io_manager import S3RepoIOManager, load_asset_value
 from .resources import S3RepoResource
 
-__all__ = ["S3RepoResource", "build_definitions", "defs"]
+__all__ = ["S3RepoIOManager", "S3RepoResource", "build_definitions", "defs", "load_asset_value"]
 
 defs = build_definitions(S3RepoResource.from_env())

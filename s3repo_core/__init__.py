@@ -27,6 +27,7 @@ from ._report import CollectReport, DeleteFailure
 from ._repository import Repository
 from ._s3repository import S3Repository
 from ._stat import stat_many
+from ._tree import Tree, TreeEntry
 from .liveset import BloomLiveset, ExactLiveset, Liveset
 from .manifest import (
     ManifestRow,
@@ -34,6 +35,13 @@ from .manifest import (
     read_liveset_with_info,
     read_manifest,
     write_manifest,
+)
+from .values import (
+    PickleRefusedError,
+    StoredValue,
+    ValueFormat,
+    load_value,
+    store_value,
 )
 
 __all__ = [
@@ -53,13 +61,19 @@ __all__ = [
     "NotExistError",
     "NotSupportedError",
     "PermissionDeniedError",
+    "PickleRefusedError",
     "PlannedCollection",
     "Repository",
     "RepositoryError",
     "S3Repository",
     "StoreOptions",
+    "StoredValue",
+    "Tree",
+    "TreeEntry",
     "UnavailableError",
+    "ValueFormat",
     "dial",
+    "load_value",
     "make_client",
     "plan_collection",
     "read_liveset",
@@ -69,5 +83,6 @@ __all__ = [
     "set_client",
     "shard_names",
     "stat_many",
+    "store_value",
     "write_manifest",
 ]

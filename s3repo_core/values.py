@@ -1,0 +1,327 @@
+"""Python values as repository objects: how a value becomes bytes, and back.
+
+Stored by digest, a value is written once however often it is produced, so each
+kind of value gets an encoding in which equal values give equal bytes:
+
+=========  ===========================================  ===============================
+format     value                                        object
+=========  ===========================================  ===============================
+bytes      ``bytes``, ``bytearray``, ``memoryview``     the bytes as they are
+file       a ``pathlib.Path`` to a regular file         its bytes, streamed from disk
+tree       a ``pathlib.Path`` to a directory            a tree object (``_tree``) naming
+                                                        each file, stored first
+parquet    ``pyarrow.Table``, ``pandas.DataFrame``      Parquet with the fixed
+                                                        :data:`PARQUET_WRITE_OPTIONS`
+pickle     anything else                                ``pickle`` protocol
+                                                        :data:`PICKLE_PROTOCOL`
+=========  ===========================================  ===============================
+
+Parquet bytes are fixed for given pyarrow (and pandas) versions: the writer's name
+and version are in the file, so an upgrade may give equal data a new digest once.
+Pickles are as deterministic as pickle is (a ``set`` of ``str`` is ordered by the
+process's hash seed). Pickle runs code when loaded: both directions can be refused
+(``allow_pickle=False``, :class:`PickleRefusedError`).
+
+Nothing here knows Dagster; ``repo_pipelines.S3RepoIOManager`` is a shell over
+:func:`store_value` and :func:`load_value`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path, PurePath
+from typing import IO, Any, BinaryIO, cast
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._digest import Digest, File
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._repository import Repository
+from ._tree import Tree, TreeEntry, materialize, scan_directory
+
+__all__ = [
+    "PARQUET_WRITE_OPTIONS",
+    "PICKLE_PROTOCOL",
+    "PickleRefusedError",
+    "StoredValue",
+    "ValueFormat",
+    "load_value",
+    "store_value",
+    "write_parquet",
+]
+
+#: The pickle protocol of every pickled value: pinned, so equal values give equal bytes
+#: whichever Python version writes them (5 is read by Python 3.8 and later).
+PICKLE_PROTOCOL = 5
+
+#: The Parquet writer's settings: fixed, so that equal tables give equal bytes.
+PARQUET_WRITE_OPTIONS: Mapping[str, Any] = {
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 1024 * 1024,
+    "data_page_size": 1024 * 1024,
+    "store_schema": True,
+    "write_page_index": False,
+    "write_page_checksum": False,
+}
+
+_CHUNK = 1024 * 1024
+
+
+class ValueFormat(StrEnum):
+    """How a value's object encodes it (the ``format`` an output's metadata shows)."""
+
+    BYTES = "bytes"
+    FILE = "file"
+    TREE = "tree"
+    PARQUET = "parquet"
+    PICKLE = "pickle"
+
+
+class PickleRefusedError(InvalidArgumentError):
+    """A value would be pickled, or a pickle loaded, and pickle is not allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """What :func:`store_value` stored.
+
+    ``file`` is the value's object (for a tree, the tree object), whose digest names
+    the value. ``objects`` is every object the value needs, that one first: what a
+    record of this value must keep live. ``stored_before`` says the object was in the
+    repository before this store (found by a stat just before it; a concurrent writer
+    of the same bytes may make both say False).
+    """
+
+    file: File
+    format: ValueFormat
+    stored_before: bool
+    objects: tuple[File, ...]
+    #: The base name of a stored file or directory, so that it loads under that name.
+    name: str | None = None
+    #: The listing of a stored directory.
+    tree: Tree | None = None
+    #: The number of rows of a stored table.
+    rows: int | None = None
+
+    @property
+    def digest(self) -> Digest:
+        return self.file.digest
+
+
+def _present(repo: Repository, digest: Digest) -> bool:
+    try:
+        repo.stat(digest)
+    except NotExistError:
+        return False
+    return True
+
+
+def _file_of(stream: IO[bytes]) -> File:
+    """The File of a seekable stream's bytes from its start; the stream is left at 0."""
+    stream.seek(0)
+    sha = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(_CHUNK):
+        sha.update(chunk)
+        size += len(chunk)
+    stream.seek(0)
+    return File(Digest.from_bytes(sha.digest()), size)
+
+
+def _store_stream(repo: Repository, stream: IO[bytes]) -> tuple[File, bool]:
+    """Store a seekable stream without holding it in memory: hash it, stat, put_file."""
+    file = _file_of(stream)
+    before = _present(repo, file.digest)
+    repo.put_file(file, cast(BinaryIO, stream))
+    return file, before
+
+
+def _store_bytes(repo: Repository, data: bytes) -> tuple[File, bool]:
+    digest = Digest.of(data)
+    before = _present(repo, digest)
+    if repo.put(data) != digest:
+        raise IntegrityError(f"the repository stored {digest} under another digest", digest=digest)
+    return File(digest, len(data)), before
+
+
+def _dataframe_class() -> type | None:
+    """pandas.DataFrame if pandas has been imported: a value can be one only then."""
+    pandas = sys.modules.get("pandas")
+    return cast(type, pandas.DataFrame) if pandas is not None else None
+
+
+def write_parquet(table: pa.Table, out: str | os.PathLike[str] | IO[bytes]) -> None:
+    """Write ``table`` as Parquet with :data:`PARQUET_WRITE_OPTIONS`."""
+    pq.write_table(table, cast(Any, out), **PARQUET_WRITE_OPTIONS)
+
+
+def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -> StoredValue:
+    """Store ``value`` in ``repo`` in the encoding of its kind (see the module docstring).
+
+    Files, directories, tables and pickles are spooled through disk, never held whole
+    in memory. A directory's files are stored before its tree object, so a tree
+    never names a missing file. Raises PickleRefusedError for a value that only pickle
+    could store when ``allow_pickle`` is false; InvalidArgumentError for a path that is
+    neither a file nor a directory (NotExistError if it is missing), a directory that
+    holds a symlink, or a value pickle cannot encode; and what the repository raises.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        file, before = _store_bytes(repo, bytes(value))
+        return StoredValue(file, ValueFormat.BYTES, before, (file,))
+    if isinstance(value, PurePath):
+        return _store_path(repo, Path(value))
+    dataframe = _dataframe_class()
+    if isinstance(value, pa.Table) or (dataframe is not None and isinstance(value, dataframe)):
+        table = value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
+        with tempfile.TemporaryFile() as spool:
+            write_parquet(table, spool)
+            file, before = _store_stream(repo, spool)
+        return StoredValue(file, ValueFormat.PARQUET, before, (file,), rows=table.num_rows)
+    if not allow_pickle:
+        raise PickleRefusedError(
+            f"a {type(value).__qualname__} would be stored as a pickle, and pickle is not "
+            "allowed (allow_pickle=False): return bytes, a pathlib.Path, a pyarrow.Table "
+            "or a pandas.DataFrame, or allow pickle"
+        )
+    with tempfile.TemporaryFile() as spool:
+        try:
+            pickle.dump(value, spool, protocol=PICKLE_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            raise InvalidArgumentError(
+                f"a {type(value).__qualname__} cannot be pickled: {error}"
+            ) from error
+        file, before = _store_stream(repo, spool)
+    return StoredValue(file, ValueFormat.PICKLE, before, (file,))
+
+
+def _store_path(repo: Repository, path: Path) -> StoredValue:
+    if path.is_file():
+        with path.open("rb") as stream:
+            file, before = _store_stream(repo, stream)
+        return StoredValue(file, ValueFormat.FILE, before, (file,), name=path.name)
+    if path.is_dir():
+        found = scan_directory(path)
+        stored = repo.put_files([p for _, p, _ in found]) if found else []
+        tree = Tree.of(
+            [
+                TreeEntry(relative, file, executable)
+                for (relative, _, executable), file in zip(found, stored, strict=True)
+            ]
+        )
+        file, before = _store_bytes(repo, tree.encode())
+        objects = (file, *(f for f in tree.files() if f != file))
+        return StoredValue(file, ValueFormat.TREE, before, objects, name=path.name, tree=tree)
+    if not path.exists():
+        raise NotExistError(f"{path} does not exist")
+    raise InvalidArgumentError(f"{path} is neither a file nor a directory")
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def read_verified(repo: Repository, digest: Digest) -> bytes:
+    """The object's bytes, read to the end (so the stream verifies them) and checked."""
+    with repo.get(digest) as stream:
+        data = stream.read()
+    if Digest.of(data) != digest:
+        raise IntegrityError(f"{digest} read back as other bytes", digest=digest)
+    return data
+
+
+def _wants(as_type: object, base: type | None) -> bool:
+    return base is not None and isinstance(as_type, type) and issubclass(as_type, base)
+
+
+def _wants_path(as_type: object) -> bool:
+    return as_type is os.PathLike or _wants(as_type, PurePath)
+
+
+def _native(as_type: object) -> bool:
+    """No particular type asked for: load the value as what it was stored as."""
+    return as_type in (None, object, Any) or not isinstance(as_type, type)
+
+
+_SUFFIXES = {ValueFormat.PARQUET: ".parquet", ValueFormat.PICKLE: ".pickle"}
+
+
+def load_value(
+    repo: Repository,
+    digest: Digest | str,
+    format: ValueFormat | str,
+    *,
+    as_type: object = None,
+    allow_pickle: bool = True,
+    work_dir: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    concurrency: int = 8,
+) -> object:
+    """The value stored as ``digest`` in ``format``, every byte verified, as ``as_type``.
+
+    Without a type (None, ``object``, or a typing construct such as ``Any``) a value
+    loads as what it was stored as: bytes, a Path (file or directory), a
+    ``pyarrow.Table``, or the unpickled object. ``bytes`` gives the object's bytes
+    whatever its format; a ``Path`` type gives a local copy (a tree: the directory),
+    written into a new directory under ``work_dir`` (default: the system's temporary
+    directory) that the caller removes when done, named ``name`` if given; a
+    ``pandas.DataFrame`` or ``pyarrow.Table`` type needs a parquet object; ``Tree``
+    gives a tree's listing. Raises InvalidArgumentError for a type the format cannot
+    give, PickleRefusedError for a pickle when ``allow_pickle`` is false, and what the
+    repository raises (NotExistError, IntegrityError).
+    """
+    digest = digest if isinstance(digest, Digest) else Digest.parse(digest)
+    try:
+        fmt = ValueFormat(format)
+    except ValueError:
+        known = ", ".join(f.value for f in ValueFormat)
+        raise InvalidArgumentError(f"unknown value format {format!r:.50}: one of {known}") from None
+    if name is not None and (not name or "/" in name or "\0" in name or name in (".", "..")):
+        raise InvalidArgumentError(f"a value's name is one path component, got {name!r:.100}")
+    if as_type is bytes:
+        return read_verified(repo, digest)
+    if _wants_path(as_type) or (_native(as_type) and fmt in (ValueFormat.FILE, ValueFormat.TREE)):
+        where = Path(tempfile.mkdtemp(prefix="s3repo-", dir=work_dir))
+        target = where / (name or digest.hex + _SUFFIXES.get(fmt, ""))
+        if fmt is ValueFormat.TREE:
+            tree = Tree.decode(read_verified(repo, digest))
+            return materialize(repo, tree, target, concurrency=concurrency)
+        repo.get_file(digest, target)
+        return target
+    if as_type is Tree:
+        if fmt is not ValueFormat.TREE:
+            raise InvalidArgumentError(f"{digest} holds {fmt.value}, not a tree")
+        return Tree.decode(read_verified(repo, digest))
+    if fmt is ValueFormat.PARQUET:
+        dataframe = _dataframe_class()
+        if not (_native(as_type) or _wants(as_type, pa.Table) or _wants(as_type, dataframe)):
+            raise InvalidArgumentError(
+                f"{digest} holds a table (parquet): it loads as pyarrow.Table, "
+                f"pandas.DataFrame, bytes or a Path, not {as_type!r:.80}"
+            )
+        with tempfile.TemporaryDirectory(prefix="s3repo-", dir=work_dir) as spool:
+            local = Path(spool) / "table.parquet"
+            repo.get_file(digest, local)
+            table = pq.read_table(local)
+        return table.to_pandas() if _wants(as_type, dataframe) else table
+    if fmt is ValueFormat.PICKLE:
+        if not allow_pickle:
+            raise PickleRefusedError(
+                f"{digest} is a pickle, and pickle is not allowed (allow_pickle=False): "
+                "unpickling runs code the stored bytes name"
+            )
+        return pickle.loads(read_verified(repo, digest))
+    if fmt is ValueFormat.BYTES and _native(as_type):
+        return read_verified(repo, digest)
+    raise InvalidArgumentError(f"{digest} holds {fmt.value}: it cannot load as {as_type!r:.80}")
