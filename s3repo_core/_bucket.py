@@ -8,7 +8,10 @@ repository's write options to every write, and returns plain typed values (``Sta
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._client import client_for, long_client
-from ._errors import NotExistError
+from ._errors import IntegrityError, NotExistError, RepositoryError, UnavailableError
 from ._options import StoreOptions, expect_owner
 from ._store import DeleteOutcomeUnknown, ObjectInfo, Page, PendingUpload, Stat
 from ._translate import translated
@@ -25,6 +28,9 @@ from ._translate import translated
 __all__ = ["Body", "S3Bucket", "server_time"]
 
 log = logging.getLogger("s3repo")
+
+#: Whether a server checks a declared ChecksumSHA256, by (endpoint URL, region).
+_verifies_checksums: dict[tuple[str, str], bool] = {}
 
 
 def server_time(response: Mapping[str, Any]) -> datetime:
@@ -65,6 +71,31 @@ class Body:
 # botocore would resend a DeleteObjects whose answer it did not get, possibly long after
 # the observation that justified it; collections resend only after looking again.
 _no_retry = threading.local()
+#: What the PutObject this thread is sending must be: (hex SHA-256, the bytes), if anything.
+_payload = threading.local()
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_payload(request: Any, **_: Any) -> None:
+    """botocore's before-send hook: no PutObject leaves whose bytes are not the digest.
+
+    Over plain HTTP botocore signs the SHA-256 of the body (``x-amz-content-sha256``),
+    which is then the digest itself: it is compared, not computed twice. Where the body
+    is not signed (HTTPS, where botocore may also frame it as aws-chunked), the bytes
+    handed to botocore are hashed here; no one else holds them, so they are what is sent.
+    """
+    expected = getattr(_payload, "expected", None)
+    if expected is None:
+        return
+    sha256, data = expected
+    signed = request.headers.get("X-Amz-Content-SHA256")
+    signed = signed.decode() if isinstance(signed, bytes) else signed
+    if isinstance(signed, str) and _HEX_SHA256.fullmatch(signed):
+        actual = signed
+    else:
+        actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise IntegrityError(f"the body hashes to sha256:{actual}, not sha256:{sha256}")
 
 
 def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, **_: Any) -> None:
@@ -112,6 +143,44 @@ class S3Bucket:
             mine.meta.endpoint_url == theirs.meta.endpoint_url
             and mine.meta.region_name == theirs.meta.region_name
         )
+
+    @property
+    def sends_checksums(self) -> bool:
+        """Whether writes may carry checksums: not if the client was told to send them
+        only where S3 requires them (``request_checksum_calculation="when_required"``, as
+        for a server that refuses them)."""
+        config = getattr(self.client.meta, "config", None)
+        calculation = getattr(config, "request_checksum_calculation", None)
+        return calculation != "when_required"
+
+    def verifies_checksums(self, probe_key: str | None = None) -> bool:
+        """Whether the server refuses bytes that do not match their declared SHA-256.
+
+        Asked once per endpoint and process, and only given a ``probe_key`` (under
+        ``uploads/``, which collection sweeps): a PutObject of no bytes with a wrong
+        ChecksumSHA256 must get BadDigest (AWS answers so; moto and the JuiceFS gateway
+        store the empty object, which is deleted again). Until then, and if the server
+        is unavailable, the answer is no.
+        """
+        client = self.client
+        endpoint = (str(client.meta.endpoint_url), str(client.meta.region_name))
+        known = _verifies_checksums.get(endpoint)
+        if known is not None or probe_key is None or not self.sends_checksums:
+            return bool(known) and self.sends_checksums
+        wrong = base64.b64encode(hashlib.sha256(b"not the probe's bytes").digest()).decode()
+        try:
+            self.put(probe_key, b"", None, {"ChecksumSHA256": wrong})
+        except IntegrityError:
+            verifies = True
+        except UnavailableError:
+            return False
+        except RepositoryError:
+            verifies = False  # a server that refuses checksums does not check them
+        else:
+            self.delete_quietly(probe_key)
+            verifies = False
+        _verifies_checksums[endpoint] = verifies
+        return verifies
 
     def _write_args(self, metadata: Mapping[str, str] | None) -> dict[str, Any]:
         args = self.options.write_args()
@@ -205,11 +274,40 @@ class S3Bucket:
 
     # -- writing ------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> datetime:
-        with translated(self.where(key), key):
-            response = self.client.put_object(
-                Bucket=self.name, Key=key, Body=data, **self._write_args(metadata)
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray,
+        metadata: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+    ) -> datetime:
+        """One PutObject; ``checksums`` (``ChecksumSHA256=...``) are for the server to check.
+
+        ``sha256`` is the hex SHA-256 ``data`` must have: IntegrityError, and nothing
+        sent, if it has another (see ``_check_payload``). A bytearray is sent as it is;
+        botocore copies bytes twice more (see ``read_buffer``).
+        """
+        client = self.client
+        if sha256 is not None:
+            client.meta.events.register(
+                "before-send.s3.PutObject", _check_payload, unique_id="s3repo-payload-sha256"
             )
+        _payload.expected = (sha256, data) if sha256 is not None else None
+        try:
+            with translated(self.where(key), key):
+                response = client.put_object(
+                    Bucket=self.name,
+                    Key=key,
+                    Body=data,
+                    **self._write_args(metadata),
+                    **(checksums or {}),
+                )
+        except IntegrityError as exc:
+            exc.key = exc.key or key
+            raise
+        finally:
+            _payload.expected = None
         return server_time(response)
 
     def upload_file(self, path: str, key: str, content_type: str | None = None) -> None:
@@ -230,10 +328,13 @@ class S3Bucket:
         """One server-side CopyObject (S3 allows up to 5 GiB), atomic at the destination.
 
         The options and ``metadata`` are sent again (a copy that does not resend them
-        loses the encryption and the digest the source had).
+        loses the encryption and the digest the source had). The copy gets a CRC32 of
+        its own bytes, whatever the source had (moto gives the copy of an object stored
+        in parts its per-part checksum as if it were the whole's, which GET then fails).
         """
         source = {"Bucket": src_bucket or self.name, "Key": src_key}
         src = f"s3://{source['Bucket']}/{src_key}"
+        extra = {"ChecksumAlgorithm": "CRC32"} if self.sends_checksums else {}
         with translated(f"copying {src} to {self.where(dst_key)}", dst_key):
             self._slow_client.copy_object(
                 Bucket=self.name,
@@ -241,6 +342,7 @@ class S3Bucket:
                 CopySource=source,
                 MetadataDirective="REPLACE",
                 **self._write_args(metadata),
+                **extra,
             )
 
     def delete(self, key: str) -> None:
@@ -279,20 +381,39 @@ class S3Bucket:
 
     # -- multipart uploads ----------------------------------------------------------------
 
-    def create_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
-        """Begin a multipart upload to ``key``; its upload id."""
+    def create_upload(
+        self, key: str, metadata: Mapping[str, str] | None = None, checksum: str | None = None
+    ) -> str:
+        """Begin a multipart upload to ``key``; its upload id.
+
+        ``checksum`` (``CRC32``, ``SHA256``) declares the algorithm every part's checksum
+        is sent in, as S3 wants when parts carry one.
+        """
+        extra = {"ChecksumAlgorithm": checksum} if checksum else {}
         with translated(f"multipart upload to {self.where(key)}", key):
             response = self.client.create_multipart_upload(
-                Bucket=self.name, Key=key, **self._write_args(metadata)
+                Bucket=self.name, Key=key, **self._write_args(metadata), **extra
             )
         upload_id: str = response["UploadId"]
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
-        """Upload part ``number`` (1-based); its ETag."""
+    def upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes | bytearray,
+        checksums: Mapping[str, str] | None = None,
+    ) -> str:
+        """Upload part ``number`` (1-based); its ETag. ``checksums`` as for :meth:`put`."""
         with translated(f"multipart upload to {self.where(key)}, part {number}", key):
             response = self.client.upload_part(
-                Bucket=self.name, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                Bucket=self.name,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                **(checksums or {}),
             )
         etag: str = response["ETag"]
         return etag
@@ -319,9 +440,17 @@ class S3Bucket:
         etag: str = response["CopyPartResult"]["ETag"]
         return etag
 
-    def complete_upload(self, key: str, upload_id: str, etags: Mapping[int, str]) -> None:
-        """Publish the parts as one object, atomically."""
-        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        etags: Mapping[int, str],
+        checksums: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Publish the parts as one object, atomically (with each part's checksums, which
+        S3 wants again if the upload declared an algorithm)."""
+        sent = checksums or {}
+        parts = [{"PartNumber": n, "ETag": etags[n], **sent.get(n, {})} for n in sorted(etags)]
         with translated(f"completing multipart upload to {self.where(key)}", key):
             self._slow_client.complete_multipart_upload(
                 Bucket=self.name, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}

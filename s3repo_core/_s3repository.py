@@ -14,11 +14,10 @@ import os
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import SplitResult, urlsplit
 
 from ._base import StoreRepository, as_digest, binary_destination
-from ._batch import file_of
 from ._bucket import S3Bucket
 from ._client import prepare_client
 from ._dial import register_scheme
@@ -35,7 +34,14 @@ from ._keeper import (
 from ._names import Layout, check_bucket
 from ._options import StoreOptions
 from ._repository import Body, Destination
-from ._streams import HashingReader, VerifyingReader, as_stream, rewind_point
+from ._streams import (
+    Fingerprinted,
+    HashingReader,
+    VerifyingReader,
+    as_stream,
+    fingerprint,
+    rewind_point,
+)
 from ._uploads import MAX_PART_SIZE, MAX_SINGLE_COPY, MIN_PART_SIZE, S3Writer
 
 __all__ = ["CLOCK_RESOLUTION", "S3Repository"]
@@ -227,12 +233,16 @@ class S3Repository(StoreRepository):
     def put(self, body: Body) -> Digest:
         """Store ``body`` (bytes or a readable binary stream of any length); its digest.
 
-        Content already stored is not uploaded again. A regular file (or a BytesIO) is
-        hashed first, then stored as by :meth:`put_file`, which hashes it again as it
-        uploads (IntegrityError if it changed meanwhile). Another stream is hashed as it
-        is read: held in memory up to ``lookahead``, and beyond that uploaded under
-        ``uploads/``, then published to ``objects/`` with a server-side copy (in parts
-        above ``copy_threshold``) and its upload removed, or dropped if it is stored.
+        Content already stored is not uploaded again. A regular file (or a BytesIO) of
+        up to ``lookahead`` bytes is read once, hashed, and uploaded from memory. A
+        longer one is read twice: a first pass computes its SHA-256 and each part's
+        CRC32, and the second uploads it straight to its key, checked against the first
+        (IntegrityError if it changed meanwhile: see ``S3Writer.write_twice`` for what
+        is checked, and the one kind of change a CRC32 can miss). Another stream is
+        hashed as it is read: held in memory up to ``lookahead``, and beyond that
+        uploaded under ``uploads/``, then published to ``objects/`` with a server-side
+        copy (in parts above ``copy_threshold``) and its upload removed, or dropped if
+        it is stored.
         Publication is atomic: the object is visible whole or not at all, and a put
         that fails for any reason (including the body raising mid-stream) publishes
         nothing and removes its upload. The body's own exceptions propagate unchanged.
@@ -246,12 +256,18 @@ class S3Repository(StoreRepository):
             stream = as_stream(body)
             origin = rewind_point(stream)
             if origin is not None:
-                # A file: hash it, then store it straight under its key (put_file hashes
-                # it again on the way): no server-side copy, and no upload if stored.
-                file = file_of(stream)
+                # A file: learn its key in a first pass, then store it straight under
+                # that key, checked against the first pass: no server-side copy, and no
+                # upload if it is stored.
+                known = fingerprint(
+                    stream,
+                    self.writer.part_size_for,
+                    keep=self.lookahead,
+                    part_sha256=self.writer.server_checks,
+                )
                 stream.seek(origin)
-                self._put_file(file, stream)
-                return file.digest
+                self._put_file(known.file, cast(BinaryIO, Fingerprinted(stream, known)))
+                return known.file.digest
             reader = HashingReader(stream)
             first = reader.read(self.lookahead)
             if reader.eof:

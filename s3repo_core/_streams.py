@@ -8,19 +8,34 @@ updates pending, so memory stays bounded and the digest is that of the bytes as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
 import stat
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ._digest import Digest
+from ._digest import Digest, File
 from ._errors import IntegrityError, InvalidArgumentError, RepositoryError
 
-__all__ = ["HashingReader", "VerifyingReader", "as_stream", "rewind_point"]
+__all__ = [
+    "Fingerprint",
+    "Fingerprinted",
+    "HashingReader",
+    "Identity",
+    "VerifyingReader",
+    "as_stream",
+    "fingerprint",
+    "identity_of",
+    "read_buffer",
+    "read_upto",
+    "rewind_point",
+]
 
 
 def as_stream(body: Any) -> BinaryIO:
@@ -219,6 +234,245 @@ class HashingReader:
     @property
     def digest(self) -> Digest:
         return self._hash.digest()
+
+
+# -- a first pass over a body that will be read twice --------------------------------------
+
+#: Bytes :func:`fingerprint` reads at a time; a larger part is read in pieces.
+_GRANULE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What ``fstat`` says of an open regular file; a write through the file system
+    changes it.
+
+    The kernel sets ``ctime`` on every write and every change of ``mtime``, and no call
+    sets it back (``utime`` sets it to now), so a file written between two ``fstat``
+    calls shows another identity, unless the write fell in the clock tick of the first
+    call, or the file system does not keep ``ctime`` (some network mounts).
+    """
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+
+def identity_of(stream: Any) -> Identity | None:
+    """The Identity of the regular file behind ``stream``; None for anything else."""
+    try:
+        status = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return Identity(
+        status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What one pass over a body learnt, so that the pass that uploads it need not
+    compute its SHA-256 again.
+
+    ``file`` is its digest and size. A body kept whole is ``data``: immutable bytes, so
+    what was hashed is what is uploaded. Otherwise the body is cut in ``part_size``
+    parts (the last may be shorter): ``crc32s`` holds the CRC32 of each, and ``sha256s``
+    the SHA-256 of each when they were asked for (for a server that checks them), and
+    ``identity`` is the file's before the pass (None for a BytesIO).
+    """
+
+    file: File
+    part_size: int
+    crc32s: tuple[int, ...] = ()
+    sha256s: tuple[bytes, ...] = ()
+    identity: Identity | None = None
+    data: bytes | None = None
+
+
+def read_upto(stream: Any, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream`` as immutable bytes; fewer only at its end."""
+    pieces: list[bytes] = []
+    got = 0
+    while got < n:
+        data = stream.read(n - got)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgumentError(
+                f"the body's read() returned {type(data).__name__}, not bytes: "
+                "open it in binary mode"
+            )
+        if not data:
+            break
+        pieces.append(bytes(data))  # no copy for bytes, which regular files return
+        got += len(data)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _read_into(stream: Any, view: memoryview) -> int:
+    """Fill ``view`` from ``stream``; fewer bytes only at its end. The count read."""
+    if not callable(getattr(stream, "readinto", None)):
+        data = read_upto(stream, len(view))
+        view[: len(data)] = data
+        return len(data)
+    got = 0
+    while got < len(view):
+        k = stream.readinto(view[got:])
+        if not k:
+            break
+        got += k
+    return got
+
+
+def read_buffer(stream: Any, n: int) -> bytearray:
+    """Up to ``n`` bytes of ``stream`` in a new buffer; fewer only at its end.
+
+    A bytearray, not bytes: botocore sends it as it is, where it wraps bytes in a
+    BytesIO and copies them twice more, to sign and to send.
+    """
+    buf = bytearray(n)
+    with memoryview(buf) as view:
+        got = _read_into(stream, view)
+    if got < n:
+        del buf[got:]
+    return buf
+
+
+class _PartHashes:
+    """The SHA-256 of each part, computed in order on one background thread."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="s3repo-hash")
+        self._depth = depth
+        self._pending: deque[Future[None]] = deque()
+        self._current = hashlib.sha256()
+        self._digests: list[bytes] = []
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._executor.submit(work))
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._submit(functools.partial(self._current.update, data))
+
+    def end_part(self) -> None:
+        self._submit(functools.partial(self._end, self._current))
+        self._current = hashlib.sha256()
+
+    def _end(self, hashing: Any) -> None:
+        self._digests.append(hashing.digest())
+
+    def digests(self) -> tuple[bytes, ...]:
+        while self._pending:
+            self._pending.popleft().result()
+        return tuple(self._digests)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def fingerprint(
+    stream: BinaryIO,
+    part_size: Callable[[int], int],
+    *,
+    keep: int = 0,
+    part_sha256: Callable[[], bool] = lambda: False,
+) -> Fingerprint:
+    """One pass over the rest of ``stream`` (a regular file or a BytesIO): its Fingerprint.
+
+    A body of at most ``keep`` bytes (by ``fstat``) is read whole and kept. A longer one
+    is cut in ``part_size(its size)`` parts and read once, in pieces: the SHA-256 of the
+    whole is computed on a background thread while the next piece is read, each part's
+    CRC32 in this thread (zlib lets go of the GIL), and each part's SHA-256, if
+    ``part_sha256()``, on a second thread; so on two cores the pass takes about as long
+    as the SHA-256 alone.
+    """
+    identity = identity_of(stream)
+    left = _remaining(stream) or 0
+    if left <= keep:
+        data = read_upto(stream, left + 1)
+        while more := read_upto(stream, _GRANULE):  # it grew meanwhile: to the end
+            data += more
+        return Fingerprint(File(Digest.of(data), len(data)), 0, identity=identity, data=data)
+    whole = _OrderedHash()
+    parts = _PartHashes() if part_sha256() else None
+    size_of_parts = part_size(left)
+    # Buffers taken in turn: the hash threads hold at most two pieces each, so a buffer
+    # comes round again only once both are done with it (a new one each time cost a
+    # quarter of the SHA-256 in zeroing and page faults).
+    ring = [memoryview(bytearray(min(_GRANULE, size_of_parts))) for _ in range(4)]
+    crc32s: list[int] = []
+    size = pieces = 0
+    try:
+        while True:
+            crc, got = 0, 0
+            while got < size_of_parts:
+                buffer = ring[pieces % len(ring)]
+                pieces += 1
+                n = _read_into(stream, buffer[: min(len(buffer), size_of_parts - got)])
+                if not n:
+                    break
+                piece = buffer[:n]
+                whole.update_later(piece)
+                crc = zlib.crc32(piece, crc)
+                if parts is not None:
+                    parts.update(piece)
+                got += n
+            if got == 0 and crc32s:
+                break
+            crc32s.append(crc)
+            if parts is not None:
+                parts.end_part()
+            size += got
+            if got < size_of_parts:
+                break
+        digest = whole.digest()
+        sha256s = parts.digests() if parts is not None else ()
+    finally:
+        whole.close()
+        if parts is not None:
+            parts.close()
+    if size == 0:  # emptied since it was looked at
+        return Fingerprint(File(digest, 0), size_of_parts, identity=identity, data=b"")
+    return Fingerprint(File(digest, size), size_of_parts, tuple(crc32s), sha256s, identity)
+
+
+class Fingerprinted(io.RawIOBase):
+    """``stream``, positioned where its fingerprint starts, with that Fingerprint.
+
+    It reads as ``stream`` does, so any writer can take it as a body; S3's writer checks
+    the second pass against the fingerprint instead of hashing it again. Closing it
+    leaves ``stream`` open (it is the caller's).
+    """
+
+    def __init__(self, stream: BinaryIO, fingerprint: Fingerprint) -> None:
+        super().__init__()
+        self.stream = stream
+        self.fingerprint = fingerprint
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = read_upto(self.stream, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return int(self.stream.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.stream.tell())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
 
 
 class VerifyingReader(io.RawIOBase):

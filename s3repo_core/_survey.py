@@ -81,8 +81,8 @@ def survey(
     for pages, page in enumerate(listing, 1):
         if page.truncated and not page.items:
             break  # a page that says there is more, yet holds nothing: ask key by key
-        cut = bisect.bisect_right(pending, page.items[-1].key) if page.truncated else None
-        covered, pending = pending[:cut], pending[len(pending) if cut is None else cut :]
+        cut = bisect.bisect_right(pending, page.items[-1].key) if page.truncated else len(pending)
+        covered, pending = pending[:cut], pending[cut:]
         listed = {item.key: item for item in page.items}
         for key in covered:
             item = listed.get(key)

@@ -50,6 +50,10 @@ ERROR_CODES: dict[str, type[RepositoryError]] = {
     "EntityTooLarge": InvalidArgumentError,
     "InvalidPart": InvalidArgumentError,
     "InvalidPartOrder": InvalidArgumentError,
+    # The bytes received do not match a checksum the request declared.
+    "BadDigest": IntegrityError,
+    "XAmzContentChecksumMismatch": IntegrityError,  # MinIO's BadDigest
+    "XAmzContentSHA256Mismatch": IntegrityError,
     "403": PermissionDeniedError,
     "AccessDenied": PermissionDeniedError,
     "AllAccessDisabled": PermissionDeniedError,

@@ -7,11 +7,13 @@ unless its bytes verify, and content already stored is kept instead of written a
 
 from __future__ import annotations
 
+import base64
 import math
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ._bucket import S3Bucket
 from ._digest import Digest, File
@@ -20,7 +22,15 @@ from ._keeper import Keeper, Windows
 from ._multipart import MultipartUpload, copy_parts
 from ._names import Layout
 from ._store import Stat
-from ._streams import HashingReader, as_stream
+from ._streams import (
+    Fingerprint,
+    Fingerprinted,
+    HashingReader,
+    as_stream,
+    identity_of,
+    read_buffer,
+    read_upto,
+)
 
 __all__ = ["MAX_PARTS", "MAX_PART_SIZE", "MAX_SINGLE_COPY", "MIN_PART_SIZE", "S3Writer"]
 
@@ -47,6 +57,36 @@ def check_matches(file: File, digest: Digest, size: int) -> None:
         )
     if digest != file.digest:
         raise IntegrityError(f"the body hashes to {digest}, not {file.digest}", digest=file.digest)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _check_unchanged(stream: Any, fingerprint: Fingerprint) -> None:
+    """IntegrityError if the file's Identity is not what it was before the first pass."""
+    if fingerprint.identity is not None and identity_of(stream) != fingerprint.identity:
+        digest = fingerprint.file.digest
+        raise IntegrityError(f"the file for {digest} changed as it was stored", digest=digest)
+
+
+def _parts_again(stream: Any, fingerprint: Fingerprint) -> Iterator[bytearray]:
+    """The parts of a fingerprinted body, read again; IntegrityError if it got shorter
+    or longer."""
+    file, part_size = fingerprint.file, fingerprint.part_size
+    for first in range(0, file.size, part_size):
+        data = read_buffer(stream, min(part_size, file.size - first))
+        if first + len(data) < min(first + part_size, file.size):
+            raise IntegrityError(
+                f"the file for {file.digest} got shorter than {file.size} bytes as it was stored",
+                digest=file.digest,
+            )
+        yield data
+    if read_upto(stream, 1):
+        raise IntegrityError(
+            f"the file for {file.digest} got longer than {file.size} bytes as it was stored",
+            digest=file.digest,
+        )
 
 
 class S3Writer:
@@ -93,38 +133,69 @@ class S3Writer:
         # Absent, or stored with the wrong size (damaged behind our back): write it.
         self.upload(key, data, digest)
 
+    @property
+    def part_checksum(self) -> str | None:
+        """The checksum parts declare: CRC32, which S3 checks as each part arrives and
+        botocore would otherwise compute itself, unless the client sends none.
+
+        Not SHA-256, though it would be the digest itself for a single PUT: botocore
+        checks an object's full SHA-256 on every GET, beside our own hashing.
+        """
+        return "CRC32" if self.bucket.sends_checksums else None
+
+    def server_checks(self) -> bool:
+        """Whether the server is known to refuse parts whose declared SHA-256 is not
+        theirs: a first pass then takes each part's SHA-256 (see :meth:`write_twice`).
+
+        The server is asked (``S3Bucket.verifies_checksums``) by the first upload of a
+        fingerprinted body in parts, not before: a put of stored content sends nothing.
+        """
+        return self.bucket.verifies_checksums()
+
     def upload(self, key: str, data: bytes | bytearray, digest: Digest) -> None:
         """Write verified in-memory bytes to ``key``: one PUT, or parts when large."""
         if len(data) <= self.part_size:
-            self.bucket.put(key, bytes(data), self.metadata(digest))
+            self.bucket.put(key, data, self.metadata(digest))
             return
         part_size = self.part_size_for(len(data))
         view = memoryview(data)
         chunks = (view[i : i + part_size] for i in range(0, len(data), part_size))
+        meta = self.metadata(digest)
         with (
             self._pool("put") as pool,
-            MultipartUpload(self.bucket, key, self.metadata(digest)) as upload,
+            MultipartUpload(self.bucket, key, meta, self.part_checksum) as upload,
         ):
             upload.upload_all(chunks, pool, self.concurrency + 1)
             upload.complete()
 
-    def write_verified(self, file: File, body: Bytes | BinaryIO) -> None:
-        """Upload ``body`` to ``file``'s key, hashing it on the way.
+    def write_verified(self, file: File, body: Bytes | BinaryIO | Fingerprinted) -> None:
+        """Upload ``body`` to ``file``'s key; IntegrityError, and nothing published,
+        unless its bytes are ``file``'s.
 
-        Unless its bytes are ``file``'s, nothing is published and IntegrityError is raised.
+        Who checks what: a body of one part is read whole, its size checked here and
+        its SHA-256 as the PUT leaves (``_put_checked``). A longer one is hashed here as
+        it is read (SHA-256, on a background thread while parts upload) and the digest
+        and size compared before the parts are published. A :class:`Fingerprinted`
+        body was hashed by a first pass; the second is checked against it as
+        :meth:`write_twice` says.
         """
         key = self.layout.object_key(file.digest)
+        if isinstance(body, Fingerprinted) and body.fingerprint.file == file:
+            self.write_twice(key, body.stream, body.fingerprint)
+            return
         if isinstance(body, bytes | bytearray | memoryview):
-            data = bytes(body)
+            data = bytes(body)  # a private copy: the caller cannot change it under us
+            if len(data) <= self.part_size:
+                self._put_checked(file, key, data)
+                return
             check_matches(file, Digest.of(data), len(data))
             self.upload(key, data, file.digest)
             return
-        reader = HashingReader(as_stream(body))
+        stream = as_stream(body)
         if file.size <= self.part_size:
-            data = bytes(reader.read(file.size + 1))
-            check_matches(file, reader.digest, len(data))
-            self.upload(key, data, file.digest)
+            self._put_checked(file, key, read_buffer(stream, file.size + 1))
             return
+        reader = HashingReader(stream)
         part_size = self.part_size_for(file.size)
 
         def bounded_chunks() -> Iterator[bytearray]:
@@ -136,12 +207,82 @@ class S3Writer:
                     )
                 yield chunk
 
+        meta = self.metadata(file.digest)
         with (
             self._pool("put") as pool,
-            MultipartUpload(self.bucket, key, self.metadata(file.digest)) as upload,
+            MultipartUpload(self.bucket, key, meta, self.part_checksum) as upload,
         ):
             upload.upload_all(bounded_chunks(), pool, self.concurrency + 1)
             check_matches(file, reader.digest, reader.size)
+            upload.complete()
+
+    def _put_checked(self, file: File, key: str, data: bytes | bytearray) -> None:
+        """One PUT of ``data`` (no one else holds it), sent only if it is ``file``'s: its
+        size checked here, its SHA-256 as the request leaves (``S3Bucket.put``), where
+        over plain HTTP it is the one botocore signs the request with, not a second."""
+        if len(data) != file.size:
+            check_matches(file, file.digest, len(data))
+        try:
+            self.bucket.put(key, data, self.metadata(file.digest), sha256=file.digest.hex)
+        except IntegrityError as exc:
+            exc.digest = exc.digest or file.digest
+            raise
+
+    def write_twice(self, key: str, stream: BinaryIO, fingerprint: Fingerprint) -> None:
+        """Upload the body a first pass fingerprinted, reading it a second time.
+
+        A body the first pass kept whole is uploaded from memory: those are the bytes
+        it hashed. Otherwise the SHA-256 is not computed again; instead, before anything
+        is published:
+
+        - the file's size, mtime, ctime, inode and device are what they were before the
+          first pass, both before the second starts and after it ends (a write changes
+          them: see ``Identity``);
+        - every part is the same length as in the first pass, and the body ends there;
+        - every part has the same CRC32 as in the first pass, checked here as it is sent
+          (and declared, so the server checks that what it received is what was sent).
+          Where the first pass took each part's SHA-256 instead, because the server
+          checks declared checksums (``server_checks``), they are declared and the
+          server refuses any part that differs (BadDigest, an IntegrityError).
+
+        What escapes: a change to the file that leaves its size, mtime and ctime as they
+        were (one in the clock tick of the first look, or on a file system that does not
+        keep ctime) and, in each part it touches, keeps that part's CRC32: a random
+        change does so with probability 2**-32 per part. CRC32 is no defence against a
+        writer that means to collide it; the SHA-256 parts are. A reader of the object
+        still verifies every byte against the digest.
+        """
+        digest = fingerprint.file.digest
+        if fingerprint.data is not None:
+            self.upload(key, fingerprint.data, digest)
+            return
+        _check_unchanged(stream, fingerprint)
+        if len(fingerprint.crc32s) == 1:  # one part: one PUT
+            (data,) = _parts_again(stream, fingerprint)  # (and the body ends there)
+            crc = zlib.crc32(data)
+            if crc != fingerprint.crc32s[0]:
+                raise IntegrityError(
+                    f"the file for {digest} changed as it was stored", digest=digest
+                )
+            _check_unchanged(stream, fingerprint)
+            sent = {"ChecksumCRC32": _b64(crc.to_bytes(4, "big"))} if self.part_checksum else {}
+            self.bucket.put(key, data, self.metadata(digest), sent)
+            return
+        self.bucket.verifies_checksums(self.layout.new_upload_key())  # for the next ones
+        by_server = bool(fingerprint.sha256s)
+        checksum = "SHA256" if by_server else self.part_checksum
+        with (
+            self._pool("put") as pool,
+            MultipartUpload(self.bucket, key, self.metadata(digest), checksum) as upload,
+        ):
+            upload.upload_all(
+                _parts_again(stream, fingerprint),
+                pool,
+                self.concurrency + 1,
+                crc32s=None if by_server else fingerprint.crc32s,
+                sha256s=fingerprint.sha256s if by_server else None,
+            )
+            _check_unchanged(stream, fingerprint)
             upload.complete()
 
     # -- streams of unknown content ------------------------------------------------------
