@@ -15,7 +15,9 @@ import http.client
 import threading
 import zlib
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback_proxy import LoopbackProxy
 
 _BAD_DIGEST = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
@@ -34,7 +36,7 @@ def _checksum(algorithm: str, body: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-class ChecksumProxy:
+class ChecksumProxy(LoopbackProxy):
     """Forwards to the S3 server on ``upstream_port``; refuses bytes that do not match
     their declared CRC32 or SHA-256. ``checked`` counts the checks by algorithm and
     ``refused`` the requests refused."""
@@ -83,10 +85,7 @@ class ChecksumProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def _matches(self, headers: object, body: bytes) -> bool:
         for algorithm in ("crc32", "sha256"):
@@ -100,16 +99,3 @@ class ChecksumProxy:
                     self.refused[algorithm] += 1
                 return False
         return True
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ChecksumProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()

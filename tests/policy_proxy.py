@@ -9,17 +9,17 @@ error), or None to forward the request as it came.
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
+
+from loopback_proxy import LoopbackProxy
 
 Refuse = Callable[[str, str, dict[str, str]], str | None]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 
 
-class PolicyProxy:
+class PolicyProxy(LoopbackProxy):
     def __init__(self, upstream_port: int, refuse: Refuse) -> None:
         self.refused: list[tuple[str, str, str]] = []
         proxy = self
@@ -85,20 +85,4 @@ class PolicyProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> PolicyProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(Handler)

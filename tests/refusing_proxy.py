@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import http.client
 import re
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
+
+from loopback_proxy import LoopbackProxy
 
 _OBJECT = re.compile(rb"<Object>\s*<Key>(.*?)</Key>.*?</Object>", re.S)
 _EMPTY_RESULT = (
@@ -23,7 +24,7 @@ _EMPTY_RESULT = (
 _DROPPED = ("content-md5", "x-amz-checksum-", "x-amz-sdk-checksum", "content-length", "host")
 
 
-class RefusingProxy:
+class RefusingProxy(LoopbackProxy):
     def __init__(self, upstream_port: int, refuse: Callable[[str], bool]) -> None:
         self.refuse = refuse
         self.refused: list[str] = []
@@ -86,9 +87,7 @@ class RefusingProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def _strip(self, body: bytes) -> tuple[bytes, list[str]]:
         refused: list[str] = []
@@ -103,15 +102,3 @@ class RefusingProxy:
         stripped = _OBJECT.sub(drop, body)
         self.refused.extend(refused)
         return stripped, refused
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> RefusingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
