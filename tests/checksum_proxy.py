@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import threading
 import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-from loopback_proxy import LoopbackProxy
+from loopback_proxy import LoopbackProxy, ask_upstream, replay
 
 _BAD_DIGEST = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
     b"<Message>The %s you specified did not match the calculated checksum.</Message></Error>"
 )
 _NOT_FORWARDED = ("host", "expect", "connection", "keep-alive", "content-length")
-_SKIPPED_REPLY = ("content-length", "transfer-encoding", "connection", "date", "server")
 
 
 def _checksum(algorithm: str, body: bytes) -> str:
@@ -57,31 +55,14 @@ class ChecksumProxy(LoopbackProxy):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if self.command == "PUT" and not proxy._matches(self.headers, body):
-                    self._reply(400, [("Content-Type", "application/xml")], self._refusal())
+                    replay(self, 400, [("Content-Type", "application/xml")], self._refusal())
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    self._reply(response.status, response.getheaders(), data)
-                finally:
-                    upstream.close()
+                replay(self, *ask_upstream(upstream_port, self, body, headers))
 
             def _refusal(self) -> bytes:
                 algorithm = "SHA256" if "x-amz-checksum-sha256" in self.headers else "CRC32"
                 return _BAD_DIGEST % algorithm.encode()
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-                self.send_response(status)
-                for k, v in headers:
-                    if k.lower() not in _SKIPPED_REPLY:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

@@ -3,9 +3,43 @@ on 127.0.0.1 in a thread of the test, a context manager that stops it."""
 
 from __future__ import annotations
 
+import http.client
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
+
+Reply = tuple[int, list[tuple[str, str]], bytes]
+#: Reply headers not passed on: send_response writes its own Date and Server, and the
+#: body is sent whole with a Content-Length of its own.
+_NOT_REPLAYED = ("content-length", "transfer-encoding", "connection", "date", "server")
+
+
+def ask_upstream(
+    port: int, handler: BaseHTTPRequestHandler, body: bytes, headers: Mapping[str, str]
+) -> Reply:
+    """The request ``handler`` holds, sent on to the server on ``port``: its answer."""
+    upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        upstream.request(handler.command, handler.path, body=body, headers=dict(headers))
+        response = upstream.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        upstream.close()
+
+
+def replay(
+    handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes
+) -> None:
+    """Answer ``handler``'s client with ``status``, ``headers`` and the whole of ``data``."""
+    handler.send_response(status)
+    for k, v in headers:
+        if k.lower() not in _NOT_REPLAYED:
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
 
 
 class LoopbackProxy:

@@ -8,12 +8,11 @@ error), or None to forward the request as it came.
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
 
-from loopback_proxy import LoopbackProxy
+from loopback_proxy import LoopbackProxy, ask_upstream
 
 Refuse = Callable[[str, str, dict[str, str]], str | None]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
@@ -74,14 +73,7 @@ class PolicyProxy(LoopbackProxy):
                     for k, v in self.headers.items()
                     if k.lower() not in ("transfer-encoding", "content-length", "expect")
                 }
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=forwarded)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    self._answer(response.status, response.getheaders(), data)
-                finally:
-                    upstream.close()
+                self._answer(*ask_upstream(upstream_port, self, body, forwarded))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

@@ -8,13 +8,12 @@ server really keeps them, exactly as such a server would.
 
 from __future__ import annotations
 
-import http.client
 import re
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
 
-from loopback_proxy import LoopbackProxy
+from loopback_proxy import LoopbackProxy, ask_upstream, replay
 
 _OBJECT = re.compile(rb"<Object>\s*<Key>(.*?)</Key>.*?</Object>", re.S)
 _EMPTY_RESULT = (
@@ -52,15 +51,7 @@ class RefusingProxy(LoopbackProxy):
                     # Nothing left to forward: answer as the server would, with errors only.
                     status, reply_headers, data = 200, [], _EMPTY_RESULT
                 else:
-                    upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    status, reply_headers, data = (
-                        response.status,
-                        response.getheaders(),
-                        response.read(),
-                    )
-                    upstream.close()
+                    status, reply_headers, data = ask_upstream(upstream_port, self, body, headers)
                 if refused and status == 200:
                     errors = b"".join(
                         b"<Error><Key>" + escape(k).encode() + b"</Key><Code>AccessDenied"
@@ -68,22 +59,7 @@ class RefusingProxy(LoopbackProxy):
                         for k in refused
                     )
                     data = data.replace(b"</DeleteResult>", errors + b"</DeleteResult>")
-                self.send_response(status)
-                for k, v in reply_headers:
-                    # send_response wrote its own Date and Server already.
-                    skipped = (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "date",
-                        "server",
-                    )
-                    if k.lower() not in skipped:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                replay(self, status, reply_headers, data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
