@@ -30,12 +30,17 @@ from ._stat import stat_many
 from ._tree import Tree, TreeEntry
 from .liveset import BloomLiveset, ExactLiveset, Liveset
 from .manifest import (
+    ManifestInfo,
     ManifestRow,
+    manifests_naming,
     read_liveset,
     read_liveset_with_info,
     read_manifest,
+    read_manifest_infos,
     write_manifest,
 )
+from .records import write_record_manifest
+from .retention import RetentionDecision, RetentionPolicy, apply_retention, decide_retention
 from .values import (
     PickleRefusedError,
     StoredValue,
@@ -57,6 +62,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "Liveset",
+    "ManifestInfo",
     "ManifestRow",
     "NotExistError",
     "NotSupportedError",
@@ -65,6 +71,8 @@ __all__ = [
     "PlannedCollection",
     "Repository",
     "RepositoryError",
+    "RetentionDecision",
+    "RetentionPolicy",
     "S3Repository",
     "StoreOptions",
     "StoredValue",
@@ -72,17 +80,22 @@ __all__ = [
     "TreeEntry",
     "UnavailableError",
     "ValueFormat",
+    "apply_retention",
+    "decide_retention",
     "dial",
     "load_value",
     "make_client",
+    "manifests_naming",
     "plan_collection",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",
+    "read_manifest_infos",
     "register_scheme",
     "set_client",
     "shard_names",
     "stat_many",
     "store_value",
     "write_manifest",
+    "write_record_manifest",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +26,7 @@ from ._protocol import enable_touch_records, read_marker
 from ._report import CollectReport
 from ._repository import Body
 from ._store import Store
+from ._survey import survey
 from ._transfer import transfer
 from .liveset import Liveset
 
@@ -138,9 +140,52 @@ class StoreRepository:
     ) -> list[File]:
         return self._batch().run(paths, on_hashed, on_stored)
 
-    def _server_now(self) -> datetime:
-        """The store's clock (on S3, from the Date header of a cheap LIST)."""
+    def server_now(self) -> datetime:
+        """The store's clock (on S3, from the Date header of a cheap LIST): what object
+        ages, and so collection thresholds, are measured by."""
         return self.store.server_now(self.layout.collections)
+
+    def keep(self, files: Iterable[File | Digest | str]) -> list[File]:
+        """Keep stored objects as a put of each would, without their bytes.
+
+        On return the guarantee of ``Repository`` holds for each as if it had just been
+        put: what a record manifest writer does when its record would come too late
+        (see ``records``). Costs what a ``put_files`` of stored content costs: a
+        listing, and one touch record or a refresh each for old objects. Returns the
+        File of each distinct object, in the order given. NotExistError if one is
+        missing (nothing is kept); IntegrityError if a File's size is not the stored one.
+        """
+        sizes: dict[Digest, int | None] = {}
+        for item in files:
+            if isinstance(item, File):
+                sizes[item.digest] = item.size
+            else:
+                sizes.setdefault(as_digest(item), None)
+        key_of = {digest: self.layout.object_key(digest) for digest in sizes}
+        if not key_of:
+            return []
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3repo-keep") as pool:
+            seen = survey(
+                self.store, self.layout, sorted(key_of.values()), self.list_page_size, pool.map
+            )
+        for digest, key in key_of.items():
+            sighting = seen[key]
+            if sighting is None:
+                raise self._missing(digest)
+            if sizes[digest] not in (None, sighting.stat.size):
+                raise IntegrityError(
+                    f"{digest} is stored in {self} with {sighting.stat.size} bytes, "
+                    f"not {sizes[digest]}",
+                    key=key,
+                    digest=digest,
+                )
+        self.keeper.page_size = self.list_page_size
+        kept = self.keeper.keep_all([s for s in seen.values() if s is not None])
+        if kept.vanished:
+            # Deleted while it was being kept: only its bytes could bring it back.
+            vanished = next(d for d, key in key_of.items() if key == kept.vanished[0])
+            raise self._missing(vanished)
+        return [File(digest, seen[key].stat.size) for digest, key in key_of.items()]  # type: ignore[union-attr]
 
     def collect(
         self,

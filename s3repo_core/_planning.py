@@ -6,9 +6,13 @@ does it by hand:
 
 1. it reads every manifest into one liveset, failing closed: if any is missing or bad,
    there is no plan (an empty or partial liveset would delete live objects);
-2. it fixes the threshold as the **oldest** manifest's creation time minus the grace,
-   in whole seconds: a producer may have stored objects since its manifest was
-   written that only its next manifest will name;
+2. it fixes the threshold as ``min(oldest snapshot, now) - grace``, in whole seconds:
+   a producer may have stored objects since its snapshot was written that only its
+   next snapshot will name. A record's age holds nothing back (its objects were
+   stored before it, and it was written promptly, see ``records``); "now" is read
+   before the first manifest is, on the earlier of this process's and the store's
+   clocks, so a record that lands while the manifests are read keeps its objects
+   through the grace;
 3. it refuses a grace shorter than the repository's, and a manifest from the future
    by this process's clock (the repository's ``collect`` also checks the threshold
    against the store's clock);
@@ -19,9 +23,10 @@ The plan is a value (it pickles, so it can travel to other processes)::
     plan = plan_collection(repo, ["s3://bucket/manifests/"])
     report = repo.collect(plan.liveset, threshold=plan.threshold, dry_run=True)
 
-Of the repository it uses only ``grace``, ``str()`` and, for manifests in S3, the
-``client`` attribute of a repository that has one; so it plans for any repository
-that has a ``collect``, not only for S3.
+Of the repository it uses only ``grace``, ``str()``, ``server_now()`` if it has one
+(the store's clock), and, for manifests in S3, the ``client`` attribute of a
+repository that has one; so it plans for any repository that has a ``collect``, not
+only for S3.
 """
 
 from __future__ import annotations
@@ -41,10 +46,21 @@ __all__ = ["PlannedCollection", "plan_collection"]
 
 
 class _Planned(Protocol):
-    """What planning needs of a repository: its grace (and ``str()``, for the plan)."""
+    """What planning needs of a repository: its grace (and ``str()``, for the plan).
+
+    A repository with a ``server_now()`` has its store's clock read too."""
 
     @property
     def grace(self) -> timedelta: ...
+
+
+def _now(repo: _Planned) -> datetime:
+    """The earlier of this process's clock and the store's, if the repository tells it."""
+    now = datetime.now(UTC)
+    server_now = getattr(repo, "server_now", None)
+    if callable(server_now):
+        now = min(now, server_now())
+    return now
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +79,15 @@ class PlannedCollection:
     manifests: tuple[ManifestInfo, ...]
     #: Rows over all the manifests (a digest listed twice counts twice).
     live_rows: int
-    #: The creation time of the oldest manifest.
+    #: The creation time of the oldest manifest, of either kind.
     oldest_manifest: datetime
-    #: How long before the oldest manifest objects are kept whatever the liveset says.
+    #: How long before ``held_at`` objects are kept whatever the liveset says.
     grace: timedelta
-    #: ``oldest_manifest - grace`` in whole seconds: what was modified after it is kept.
+    #: ``held_at - grace`` in whole seconds: what was modified after it is kept.
     threshold: datetime
+    #: What the threshold counts back from: the oldest snapshot, or the time the
+    #: manifests began to be read if that is earlier (or there is no snapshot).
+    held_at: datetime
     #: The shards a collection of the whole repository covers (see ``shard_names``).
     shards: tuple[str, ...]
     #: When the plan was made, by this process's clock.
@@ -81,10 +100,11 @@ class PlannedCollection:
 
     def summary(self) -> str:
         """One line: what the liveset holds and what the threshold keeps."""
+        records = sum(1 for info in self.manifests if info.kind == "record")
         return (
             f"{self.repository}: {self.live_rows} live rows from {len(self.manifests)} "
-            f"manifests (the oldest written {self.oldest_manifest.isoformat()}); keeping "
-            f"whatever was modified after {self.threshold.isoformat()}; "
+            f"manifests ({records} records, {len(self.manifests) - records} snapshots); "
+            f"keeping whatever was modified after {self.threshold.isoformat()}; "
             f"{len(self.shards)} shards"
         )
 
@@ -158,14 +178,17 @@ def plan_collection(
         raise InvalidArgumentError(f"shard_width is 1 to 4 hex digits, not {shard_width}")
     if client is None:
         client = getattr(repo, "client", None)
+    began = _now(repo)  # before any manifest is read: see the module docstring
     live, info = read_liveset_with_info(locations, kind=liveset, fp_rate=fp_rate, client=client)
+    snapshot = info.oldest_snapshot_at
+    held_at = began if snapshot is None else min(snapshot, began)
     # Whole seconds, as the store's clock is read (and as collect would round it): older.
-    threshold = (info.oldest_created_at - keep).replace(microsecond=0)
+    threshold = (held_at - keep).replace(microsecond=0)
     now = datetime.now(UTC)
-    if threshold > now - repository_grace:
+    if snapshot is not None and snapshot > now:
         raise InvalidArgumentError(
-            f"the oldest manifest was written at {info.oldest_created_at.isoformat()}, in "
-            f"the future by this clock ({now.isoformat()}): check the clocks"
+            f"the oldest snapshot was written at {snapshot.isoformat()}, in the future by "
+            f"this clock ({now.isoformat()}): check the clocks"
         )
     return PlannedCollection(
         repository=str(repo),
@@ -175,6 +198,7 @@ def plan_collection(
         oldest_manifest=info.oldest_created_at,
         grace=keep,
         threshold=threshold,
+        held_at=held_at,
         shards=tuple(shard_names(shard_width)),
         planned_at=now,
     )

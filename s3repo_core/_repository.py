@@ -83,6 +83,12 @@ class Repository(Protocol):
         read raises its OSError; one that changes while stored, IntegrityError."""
         ...
 
+    def keep(self, files: Iterable[File | Digest | str]) -> list[File]:
+        """Keep stored objects as a put of each would, without their bytes: on return the
+        guarantee above holds for each. Their Files, each distinct object once, in
+        order. NotExistError if one is missing; IntegrityError if a File's size differs."""
+        ...
+
     def read_from(self, digest: Digest | str, url: str) -> None:
         """Copy the object from the repository at ``url`` into this one: streamed and
         verified, except between two ``s3r://`` repositories on one endpoint, which S3

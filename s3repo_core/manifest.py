@@ -8,8 +8,19 @@ One row per live object::
     source  string                  free text: where the object came from
 
 and file-level key-value metadata ``s3repo.manifest = 1`` (format and version),
-``s3repo.created_at`` (ISO-8601, UTC) and ``s3repo.created_by``. The creation time
-matters: collection derives its threshold from it, so a file without it is rejected.
+``s3repo.created_at`` (ISO-8601, UTC), ``s3repo.created_by``, ``s3repo.kind`` and any
+number of ``s3repo.label.<name>`` (free text, e.g. the asset a record is of).
+
+A manifest is of one of two kinds, and the kind says what its creation time means:
+
+- a **snapshot** (the default, and what a file without ``s3repo.kind`` is) lists the
+  whole liveset of its source as of ``created_at``; the source may have stored objects
+  since that only its next snapshot will name, so collection keeps whatever was
+  modified after the oldest snapshot (less the grace), and a file without a creation
+  time is rejected;
+- a **record** names objects that were all stored before it was written, and never
+  changes. Its age holds nothing back: it must be written promptly instead (see
+  ``s3repo_core.records``), and it keeps what it names for as long as it exists.
 
 A manifest lives at a local path or at ``s3://bucket/key``. Writes are atomic (a temp
 file, then ``os.replace`` or one upload), so a failed write never leaves half a
@@ -28,9 +39,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -58,11 +69,15 @@ __all__ = [
     "LivesetInfo",
     "Manifest",
     "ManifestInfo",
+    "ManifestKind",
     "ManifestRow",
     "check_manifest_location",
+    "manifests_naming",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",
+    "read_manifest_infos",
+    "remove_manifest",
     "write_manifest",
 ]
 
@@ -73,6 +88,13 @@ FORMAT_KEY = b"s3repo.manifest"
 FORMAT_VERSION = b"1"
 CREATED_AT_KEY = b"s3repo.created_at"
 CREATED_BY_KEY = b"s3repo.created_by"
+KIND_KEY = b"s3repo.kind"
+LABEL_PREFIX = b"s3repo.label."
+
+#: What a manifest is: the whole liveset of a source at a time, or a record of objects
+#: stored before it was written (see the module docstring).
+ManifestKind = Literal["snapshot", "record"]
+KINDS: tuple[ManifestKind, ...] = ("snapshot", "record")
 
 #: The schema :func:`write_manifest` writes and :class:`Manifest` holds.
 _MANIFEST_FIELDS: list[pa.Field[Any]] = [
@@ -122,6 +144,9 @@ class ManifestInfo:
     num_rows: int
     created_at: datetime
     created_by: str
+    kind: ManifestKind = "snapshot"
+    #: The ``s3repo.label.<name>`` metadata, by name.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +164,13 @@ class LivesetInfo:
     #: Each manifest read, in the order of ``manifests``.
     per_manifest: tuple[ManifestInfo, ...] = ()
 
+    @property
+    def oldest_snapshot_at(self) -> datetime | None:
+        """The creation time of the oldest snapshot (None: all are records), which is
+        what holds a collection's threshold back."""
+        snapshots = [info.created_at for info in self.per_manifest if info.kind == "snapshot"]
+        return min(snapshots, default=None)
+
 
 class Manifest:
     """A fully validated manifest, held as a compact Arrow table (not Python objects).
@@ -147,12 +179,20 @@ class Manifest:
     """
 
     def __init__(
-        self, location: str, created_at: datetime, created_by: str, table: pa.Table
+        self,
+        location: str,
+        created_at: datetime,
+        created_by: str,
+        table: pa.Table,
+        kind: ManifestKind = "snapshot",
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.location = location
         self.created_at = created_at
         self.created_by = created_by
         self.table = table
+        self.kind = kind
+        self.labels = dict(labels or {})
 
     @property
     def num_rows(self) -> int:
@@ -177,7 +217,7 @@ class Manifest:
 
     def __repr__(self) -> str:
         return (
-            f"Manifest({self.location!r}, {self.num_rows} rows, "
+            f"Manifest({self.location!r}, a {self.kind} of {self.num_rows} rows, "
             f"created {self.created_at.isoformat()} by {self.created_by!r})"
         )
 
@@ -267,7 +307,10 @@ def _local_copy(loc: _Location, tmpdir: str | None = None, client: Any = None) -
 
 
 def _expand(
-    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], client: Any = None
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    client: Any = None,
+    *,
+    allow_empty: bool = False,
 ) -> list[_Location]:
     """Manifest files named by ``srcs``: files, directories and s3:// prefixes ending in '/'."""
     if isinstance(srcs, str | os.PathLike):
@@ -281,11 +324,11 @@ def _expand(
             files = _list_dir(loc)
         else:
             files = [loc]
-        if not files:
+        if not files and not allow_empty:
             # Fail closed: an empty liveset would let collection delete everything.
             raise NotExistError(f"no manifests (*.parquet) under {loc}")
         found.extend(files)
-    if not found:
+    if not found and not allow_empty:
         raise InvalidArgumentError("read_liveset needs at least one manifest")
     return found
 
@@ -379,12 +422,17 @@ def write_manifest(
     *,
     created_by: str = "s3repo",
     created_at: datetime | None = None,
+    kind: ManifestKind = "snapshot",
+    labels: Mapping[str, str] | None = None,
     client: Any = None,
 ) -> ManifestInfo:
     """Write a manifest of ``rows`` to a local path or ``s3://bucket/key``, atomically.
 
     ``rows`` streams: it is written a row group at a time. ``created_at`` (default now)
-    must be timezone-aware; it is stored in UTC. Raises InvalidArgumentError for a bad
+    must be timezone-aware; it is stored in UTC. ``kind`` is ``"snapshot"`` or
+    ``"record"`` (see the module docstring: a record of objects just stored is better
+    written with :func:`s3repo_core.records.write_record`, which checks it is prompt);
+    ``labels`` are stored as ``s3repo.label.<name>`` metadata. Raises InvalidArgumentError for a bad
     row (naming its number) or argument, NotExistError if the local directory or the
     bucket does not exist, and the translated S3 error if the upload fails; in every
     case nothing is left at ``dest``.
@@ -408,11 +456,18 @@ def write_manifest(
     if not isinstance(created_by, str) or not created_by:
         raise InvalidArgumentError(f"created_by must be a non-empty str, got {created_by!r}")
     when = _utc(created_at if created_at is not None else datetime.now(UTC))
+    if kind not in KINDS:
+        raise InvalidArgumentError(f"kind must be 'snapshot' or 'record', got {kind!r}")
+    labels = _check_labels(labels)
     metadata = {
         FORMAT_KEY: FORMAT_VERSION,
         CREATED_AT_KEY: when.isoformat(timespec="microseconds").encode(),
         CREATED_BY_KEY: created_by.encode(),
+        KIND_KEY: kind.encode(),
     }
+    metadata.update(
+        (LABEL_PREFIX + name.encode(), value.encode()) for name, value in labels.items()
+    )
     if loc.is_s3:
         fd, tmp = tempfile.mkstemp(prefix="s3repo-manifest-", suffix=".parquet")
     else:
@@ -433,7 +488,34 @@ def write_manifest(
             os.replace(tmp, loc.path)
     finally:
         _remove(tmp)
-    return ManifestInfo(str(loc), count, when, created_by)
+    return ManifestInfo(str(loc), count, when, created_by, kind, labels)
+
+
+def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidArgumentError(f"labels is a mapping of str to str, got {labels!r}")
+    for name, value in labels.items():
+        if not isinstance(name, str) or not name or not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"labels map non-empty names to text, got {name!r}: {value!r}"
+            )
+    return dict(labels)
+
+
+def remove_manifest(location: str | os.PathLike[str], *, client: Any = None) -> None:
+    """Delete the manifest at a local path or ``s3://bucket/key``: what retention does
+    to a record it no longer keeps. Removing one that is gone is not an error."""
+    loc = _Location.parse(location)
+    if loc.is_s3:
+        if not loc.path or loc.path.endswith("/"):
+            raise InvalidArgumentError(f"{loc} names a prefix; a manifest needs a key")
+        check_manifest_location(loc)
+        assert loc.bucket is not None
+        S3Bucket(loc.bucket, _client_of(loc, client)).delete(loc.path)
+    else:
+        _remove(loc.path)
 
 
 # -- reading --------------------------------------------------------------------------
@@ -518,11 +600,24 @@ class _Reader:
         try:
             self.created_at = _utc(datetime.fromisoformat(meta[CREATED_AT_KEY].decode()))
             self.created_by = meta[CREATED_BY_KEY].decode()
+            self.labels = {
+                name[len(LABEL_PREFIX) :].decode(): value.decode()
+                for name, value in meta.items()
+                if name.startswith(LABEL_PREFIX)
+            }
         except (KeyError, UnicodeDecodeError, ValueError) as exc:
             raise InvalidArgumentError(
                 f"manifest {self.label} lacks a valid {CREATED_AT_KEY.decode()} "
                 f"(ISO-8601 with time zone) or {CREATED_BY_KEY.decode()}: {exc}"
             ) from exc
+        kind = meta.get(KIND_KEY, b"snapshot").decode(errors="replace")
+        if kind not in KINDS:
+            # Fail closed: a kind this version does not know may mean anything.
+            raise InvalidArgumentError(
+                f"manifest {self.label} is of kind {kind!r}; this s3repo knows "
+                "'snapshot' and 'record'"
+            )
+        self.kind: ManifestKind = kind
         self.num_rows = int(self._parquet.metadata.num_rows)
         schema = self._parquet.schema_arrow
         for name in ("digest", "size"):
@@ -646,7 +741,14 @@ class _Reader:
 
 def _info(reader: _Reader) -> ManifestInfo:
     """What ``reader`` has read the footer of."""
-    return ManifestInfo(reader.label, reader.num_rows, reader.created_at, reader.created_by)
+    return ManifestInfo(
+        reader.label,
+        reader.num_rows,
+        reader.created_at,
+        reader.created_by,
+        reader.kind,
+        reader.labels,
+    )
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
@@ -671,7 +773,47 @@ def read_manifest(src: str | os.PathLike[str], *, client: Any = None) -> Manifes
     loc = _Location.parse(src)
     with _local_copy(loc, client=client) as path, _Reader(path, str(loc)) as reader:
         table = pa.Table.from_batches(list(reader.batches()), schema=MANIFEST_SCHEMA)
-        return Manifest(str(loc), reader.created_at, reader.created_by, table)
+        return Manifest(
+            str(loc), reader.created_at, reader.created_by, table, reader.kind, reader.labels
+        )
+
+
+def read_manifest_infos(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    client: Any = None,
+) -> list[ManifestInfo]:
+    """What each manifest under ``srcs`` is (kind, labels, creation), from its footer,
+    without validating its rows: what retention decides on. Locations as
+    :func:`read_liveset_with_info` takes them; a directory or prefix that holds no
+    manifest gives none here (nothing to retire), a missing file NotExistError."""
+    found = _expand(srcs, client, allow_empty=True)
+    infos = []
+    for loc in found:
+        with _local_copy(loc, client=client) as path, _Reader(path, str(loc)) as reader:
+            infos.append(_info(reader))
+    return infos
+
+
+def manifests_naming(
+    digest: Digest | str,
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    client: Any = None,
+) -> list[ManifestInfo]:
+    """Every manifest under ``srcs`` that names ``digest``: why an object is live.
+
+    Each file is read in full and validated, as a collection would read it."""
+    wanted = Digest.parse(digest) if isinstance(digest, str) else digest
+    if not isinstance(wanted, Digest):
+        raise InvalidArgumentError(f"digest is a Digest or 'sha256:<hex>', got {digest!r}")
+    raw = np.frombuffer(wanted.raw, dtype=DIGEST_DTYPE)
+    naming = []
+    for loc in _expand(srcs, client, allow_empty=True):
+        with _local_copy(loc, client=client) as path, _Reader(path, str(loc)) as reader:
+            if any((_digest_array(batch.column(0)) == raw).any() for batch in reader.batches()):
+                naming.append(_info(reader))
+    return naming
 
 
 def read_liveset_with_info(

@@ -103,7 +103,7 @@ def test_a_collection_longer_than_the_ttl_keeps_its_lease_live(bucket: str, clie
         assert liveset.started.wait(30)
         time.sleep(TTL.total_seconds() * 1.5)  # past the TTL of the first write
         while not done.is_set() and len(seen) < 5:
-            now = repo._server_now()
+            now = repo.server_now()
             seen.append(any_live_lease(repo.store, repo.layout, now, repo.lease_times))
             time.sleep(0.2)
     finally:
