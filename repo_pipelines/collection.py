@@ -1,13 +1,16 @@
 """Garbage collection as a fan-out: plan once, collect each shard in its own step, report.
 
-The plan step calls the core's ``plan_collection``, which reads every manifest
-(failing closed on any bad one) and fixes the threshold as the oldest manifest's time
-minus the grace; the step emits the plan and one dynamic output per digest-prefix
-shard. Each shard step collects only its shard, so the executor runs shards in
-parallel: in processes here, on machines with the Kubernetes, Celery or Dask executors.
-The liveset travels to the shard steps through the IO manager, which must then be
-storage every step can read. The report step merges the shards' reports and logs them
-as an observation of the repository asset.
+The plan step first applies retention: if the job's IO manager is an
+``S3RepoIOManager`` that writes record manifests, the records its policy no longer
+keeps are retired (``s3repo_core.retention``; a dry run only lists them). It then
+calls the core's ``plan_collection``, which reads every configured manifest and the
+IO manager's records (failing closed on any bad one) and fixes the threshold; the
+step emits the plan and one dynamic output per digest-prefix shard. Each shard step
+collects only its shard, so the executor runs shards in parallel: in processes here,
+on machines with the Kubernetes, Celery or Dask executors. The liveset travels to the
+shard steps through the IO manager, which must then be storage every step can read
+(``S3RepoIOManager`` is; its records of the plan are kept by run age). The report step
+merges the shards' reports and logs them as an observation of the repository asset.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
@@ -15,10 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
-from typing import Literal
+from typing import Any, Literal
 
 from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
     Config,
+    DagsterInstance,
     DynamicOut,
     DynamicOutput,
     Failure,
@@ -26,15 +32,25 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    ResourceParam,
     op,
 )
 from pydantic import Field
 
-from s3repo_core import CollectReport, PlannedCollection
+from s3repo_core import (
+    CollectReport,
+    PlannedCollection,
+    RetentionDecision,
+    apply_retention,
+    decide_retention,
+    read_manifest_infos,
+)
 from s3repo_core import plan_collection as plan_from_manifests
+from s3repo_core.retention import Latest
 
 from .assets import collection_observation
 from .errors import repository_step
+from .io_manager import S3RepoIOManager
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
@@ -51,7 +67,9 @@ __all__ = [
 class CollectConfig(Config):
     manifests: list[str] = Field(
         description="Where the live manifests are: paths, s3://bucket/key, or a directory "
-        "or s3://bucket/prefix/ (ending in '/') meaning every *.parquet under it.",
+        "or s3://bucket/prefix/ (ending in '/') meaning every *.parquet under it. The "
+        "records of the job's S3RepoIOManager are read too, never alone: what is stored "
+        "by other means is named by these.",
     )
     dry_run: bool = Field(
         default=True, description="Delete nothing, only report. Set false to delete."
@@ -88,10 +106,29 @@ class CollectionPlan:
     description="Read the liveset from the manifests, fix the threshold, fan out over shards.",
 )
 def plan_collection(
-    context: OpExecutionContext, config: CollectConfig, repository: S3RepoResource
+    context: OpExecutionContext,
+    config: CollectConfig,
+    repository: S3RepoResource,
+    io_manager: ResourceParam[Any],
 ) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
+    repo = repository.repository()
+    decision: RetentionDecision | None = None
+    records: list[str] = []
+    iom = io_manager if isinstance(io_manager, S3RepoIOManager) else None
+    if iom is not None and iom.manifests is not None:
+        with repository_step(f"applying retention to the records under {iom.manifests}"):
+            decision = decide(context, iom, iom.manifests, repository)
+            context.log.info(
+                f"retention: {decision.summary()}"
+                + (" (dry run: none retired)" if config.dry_run else "")
+            )
+            if config.dry_run:
+                # What the collection would do once they are gone: plan without them.
+                records = [judged.record.location for judged in decision.kept]
+            else:
+                apply_retention(decision, client=repository.client())
+                records = [iom.manifests]  # listed again: records written meanwhile count
     with repository_step("reading the liveset manifests"):
-        repo = repository.repository()
         grace = None if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
         planned = plan_from_manifests(
             repo,
@@ -99,25 +136,82 @@ def plan_collection(
             grace=grace,
             liveset=config.liveset,
             shard_width=config.shard_width,
+            records=records,
             client=repository.client(),
         )
     plan = CollectionPlan(planned, config.dry_run)
     context.log.info(f"{'dry run' if plan.dry_run else 'collecting'} {planned.summary()}")
-    yield Output(
-        plan,
-        "plan",
-        metadata={
-            "repository": repo.url,
-            "dry_run": plan.dry_run,
-            "manifests": MetadataValue.md("\n".join(f"- `{m}`" for m in planned.locations)),
-            "live rows": planned.live_rows,
-            "oldest manifest": planned.oldest_manifest.isoformat(),
-            "threshold": planned.threshold.isoformat(),
-            "shards": len(planned.shards),
-        },
-    )
+    metadata: dict[str, Any] = {
+        "repository": repo.url,
+        "dry_run": plan.dry_run,
+        "manifests": MetadataValue.md("\n".join(f"- `{m}`" for m in planned.locations)),
+        "live rows": planned.live_rows,
+        "oldest manifest": planned.oldest_manifest.isoformat(),
+        "threshold": planned.threshold.isoformat(),
+        "shards": len(planned.shards),
+    }
+    if decision is not None:
+        metadata.update(retention_metadata(decision, config.dry_run))
+    yield Output(plan, "plan", metadata=metadata)
     for shard in planned.shards:
         yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
+
+
+def decide(
+    context: OpExecutionContext,
+    iom: S3RepoIOManager,
+    manifests: str,
+    repository: S3RepoResource,
+) -> RetentionDecision:
+    """Which of the IO manager's records its policy keeps, by Dagster's event log."""
+    repo = repository.repository()
+    default = iom.retention_policy()
+    return decide_retention(
+        read_manifest_infos(manifests, client=repository.client()),
+        now=repo.server_now(),
+        latest=latest_runs(context.instance),
+        policy=default,  # for records that carry no policy of their own
+        default=default,
+        too_young=repo.grace,
+    )
+
+
+def latest_runs(instance: DagsterInstance) -> Latest:
+    """Dagster's order of materializations: the runs of the newest ``n`` of an asset."""
+
+    def latest(asset: str, partition: str | None, n: int) -> list[str]:
+        found = instance.fetch_materializations(
+            AssetRecordsFilter(
+                asset_key=AssetKey.from_user_string(asset),
+                asset_partitions=None if partition is None else [partition],
+            ),
+            limit=n,
+        )
+        return [record.run_id for record in found.records]
+
+    return latest
+
+
+def retention_metadata(decision: RetentionDecision, dry_run: bool) -> dict[str, Any]:
+    """What the plan step shows of retention: counts, and each record retired and why."""
+    retired = "records to retire" if dry_run else "records retired"
+    table = markdown_table(
+        ["record", "asset", "written", "why"],
+        (
+            (
+                f"`{j.record.location}`",
+                j.asset or "(op output)",
+                j.record.created_at.isoformat(),
+                j.reason,
+            )
+            for j in decision.retired[:100]
+        ),
+    )
+    return {
+        "records kept": len(decision.kept),
+        retired: len(decision.retired),
+        f"{retired} (first 100)": MetadataValue.md(table),
+    }
 
 
 @op(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dagster import Definitions, ExecutorDefinition
@@ -19,20 +20,32 @@ def build_definitions(
     *,
     executor: ExecutorDefinition | None = None,
     io_manager: Any = None,
+    assets: Sequence[Any] = (),
+    asset_checks: Sequence[Any] = (),
+    jobs: Sequence[Any] = (),
+    schedules: Sequence[Any] = (),
+    sensors: Sequence[Any] = (),
+    resources: dict[str, Any] | None = None,
 ) -> Definitions:
-    """The code location's definitions, with ``repository`` as the ``repository`` resource.
+    """The code location's definitions, with ``repository`` as the ``repository`` resource,
+    and the user's own ``assets``, ``asset_checks``, ``jobs``, ``schedules``, ``sensors``
+    and ``resources`` beside s3repo's.
 
-    ``executor`` replaces Dagster's default (processes on this machine); with an
-    executor that runs steps elsewhere, give an ``io_manager`` that every step can
-    read, since the collection plan's liveset travels to the shard steps as an output.
+    ``executor`` replaces Dagster's default (processes on this machine). ``io_manager``
+    is every job's and asset's IO manager: an ``S3RepoIOManager`` stores assets by
+    digest, writes their records (with ``manifests`` set) and lets ``collect_job``
+    apply its retention; it is also storage every step can read, which the collection
+    plan needs with an executor that runs steps elsewhere.
     """
-    resources: dict[str, Any] = {"repository": repository}
+    every_resource: dict[str, Any] = {"repository": repository, **(resources or {})}
     if io_manager is not None:
-        resources["io_manager"] = io_manager
+        every_resource["io_manager"] = io_manager
     return Definitions(
-        assets=[REPOSITORY_SPEC],
-        jobs=[ingest_job, manifest_job, fetch_job, stat_job, collect_job],
-        schedules=[collection_schedule()],
-        resources=resources,
+        assets=[REPOSITORY_SPEC, *assets],
+        asset_checks=list(asset_checks),
+        jobs=[ingest_job, manifest_job, fetch_job, stat_job, collect_job, *jobs],
+        schedules=[collection_schedule(), *schedules],
+        sensors=list(sensors),
+        resources=every_resource,
         executor=executor,
     )

@@ -6,6 +6,9 @@ key; ``load_value`` reads back, verified. What this module adds is Dagster's sid
 
 - the output's metadata (``digest``, ``size``, ``url``, ``format``, ``stored_before``)
   and its data version, which is the digest, so that staleness follows content;
+- with ``manifests`` set, a record manifest per output naming every object it needs
+  (``s3repo_core.records``), labelled with its asset, partition, run and output, at
+  :func:`record_location`: what keeps the output live until retention retires it;
 - which object an input is: the one the upstream step stored in the run that
   produced it (found in that run's HANDLED_OUTPUT events), or, for an asset that is
   not produced in the run, its latest materialization for the partition (found in
@@ -14,9 +17,13 @@ key; ``load_value`` reads back, verified. What this module adds is Dagster's sid
 """
 
 # No "from __future__ import annotations": Dagster reads field annotations at run time.
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_args, get_origin
+from urllib.parse import quote
 
 from dagster import (
     AssetKey,
@@ -30,9 +37,26 @@ from dagster import (
     InputContext,
     OutputContext,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from s3repo_core import Digest, NotExistError, Repository
+from s3repo_core import (
+    Digest,
+    InvalidArgumentError,
+    NotExistError,
+    Repository,
+    RepositoryError,
+    RetentionPolicy,
+    write_record_manifest,
+)
+from s3repo_core.manifest import check_manifest_location
+from s3repo_core.retention import (
+    ASSET,
+    OUTPUT,
+    PARTITION,
+    RUN_ID,
+    policy_from_metadata,
+    policy_labels,
+)
 from s3repo_core.values import PickleRefusedError, StoredValue, ValueFormat, load_value, store_value
 
 from .errors import repository_step
@@ -44,6 +68,7 @@ __all__ = [
     "latest_stored_output",
     "load_asset_value",
     "output_metadata",
+    "record_location",
 ]
 
 #: The metadata key that holds an output's digest; with "format" and "name", what an
@@ -89,6 +114,51 @@ class S3RepoIOManager(ConfigurableIOManager):
         description="Where inputs loaded as a Path are written: a new directory under it "
         "per input, left for the step to remove. Unset: the system's temporary directory.",
     )
+    manifests: str | None = Field(
+        default=None,
+        description="Where each output's record manifest goes: a local directory or "
+        "s3://bucket/prefix/, laid out by asset and partition. Give it to collect_job too "
+        "(its 'records'), which retires records by the retention policy. Unset: no "
+        "records, and nothing keeps outputs live but the manifests you write.",
+    )
+    keep_last: int = Field(
+        default=3,
+        description="Materializations kept per asset and partition (at least 1: the "
+        "latest is always kept); an asset's metadata 's3repo/keep_last' overrides it.",
+    )
+    keep_within_days: float = Field(
+        default=7.0,
+        description="Outputs younger than this are kept too, whatever keep_last says; op "
+        "outputs only by this. An asset's metadata 's3repo/keep_within_days' overrides it.",
+    )
+
+    @field_validator("keep_last")
+    @classmethod
+    def _at_least_one(cls, keep_last: int) -> int:
+        if keep_last < 1:
+            raise ValueError("keep_last is at least 1: the latest materialization is kept")
+        return keep_last
+
+    @field_validator("keep_within_days")
+    @classmethod
+    def _not_negative(cls, days: float) -> float:
+        if days < 0:
+            raise ValueError("keep_within_days is 0 or more")
+        return days
+
+    @field_validator("manifests")
+    @classmethod
+    def _a_folder(cls, manifests: str | None) -> str | None:
+        if manifests is not None:
+            try:
+                check_manifest_location(manifests)
+            except RepositoryError as error:
+                raise ValueError(str(error)) from None
+        return manifests
+
+    def retention_policy(self) -> RetentionPolicy:
+        """The policy of assets that set none in their metadata, and of op outputs."""
+        return RetentionPolicy(self.keep_last, timedelta(days=self.keep_within_days))
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         what = f"storing output {_output_name(context)}"
@@ -98,21 +168,51 @@ class S3RepoIOManager(ConfigurableIOManager):
                 "the output is None, which only pickle could store: annotate the "
                 "function's return as None (-> None) so that Dagster stores nothing",
             )
+        started = time.monotonic()  # before the first store: what the record counts from
         with repository_step(what):
             repo = self.repository.repository()
+            if self.manifests is not None:
+                check_manifest_location(self.manifests)  # before storing anything
             try:
                 stored = store_value(repo, obj, allow_pickle=self.allow_pickle)
             except PickleRefusedError as error:
                 raise _refused(what, str(error)) from None
-        context.add_output_metadata(output_metadata(stored, repo.url, context.mapping_key))
+        metadata = output_metadata(stored, repo.url, context.mapping_key)
+        if self.manifests is not None:
+            with repository_step(f"recording output {_output_name(context)}"):
+                metadata["record"] = self._record(context, repo, stored, started)
+        context.add_output_metadata(metadata)
         if context.has_asset_key:
             _set_data_version(context, stored.digest)
-        # The seam for record manifests: ``stored.objects`` is every object this output
-        # keeps live (a tree and each of its files), known to be stored now.
         context.log.debug(
             f"{stored.format.value} {stored.digest} ({stored.file.size} bytes) "
             f"{'was already' if stored.stored_before else 'is now'} in {repo.short_string()}"
         )
+
+    def _record(
+        self, context: OutputContext, repo: Repository, stored: StoredValue, started: float
+    ) -> str:
+        """Write the output's record manifest; where it is."""
+        assert self.manifests is not None
+        labels = _record_labels(context)
+        # The policy travels in the record, so that retention needs no definitions.
+        metadata = context.definition_metadata if context.has_asset_key else {}
+        labels.update(policy_labels(policy_from_metadata(metadata or {}, self.retention_policy())))
+        dest = record_location(self.manifests, labels, datetime.now(UTC))
+        if not dest.startswith("s3://"):
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        info = write_record_manifest(
+            repo,  # type: ignore[arg-type]  # every s3repo repository has grace and keep
+            dest,
+            stored.objects,
+            started=started,
+            source=labels.get(ASSET) or f"{labels.get('step')}.{labels[OUTPUT]}",
+            created_by=f"dagster run {labels[RUN_ID]}",
+            labels=labels,
+            client=self.repository.client() if dest.startswith("s3://") else None,
+            on_late=lambda why: context.log.warning(f"record {dest}: {why}"),
+        )
+        return info.location
 
     def load_input(self, context: InputContext) -> Any:
         wanted = _typing_type(context)
@@ -145,6 +245,49 @@ class S3RepoIOManager(ConfigurableIOManager):
             work_dir=self.work_dir,
             name=stored.name,
         )
+
+
+# -- record manifests ------------------------------------------------------------------
+
+#: The partition segment of an unpartitioned asset's records.
+UNPARTITIONED = "_"
+
+
+def _record_labels(context: OutputContext) -> dict[str, str]:
+    """What a record says it is of: retention groups and orders records by these."""
+    labels = {RUN_ID: context.run_id, OUTPUT: context.name}
+    if context.has_asset_key:
+        labels[ASSET] = context.asset_key.to_user_string()
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
+                raise InvalidArgumentError(
+                    f"output {_output_name(context)} covers {len(keys)} partitions; a "
+                    "record is of one (materialise one partition per run)"
+                )
+            labels[PARTITION] = keys[0]
+    else:
+        labels["step"] = context.step_key
+        if context.mapping_key is not None:
+            labels["mapping_key"] = context.mapping_key
+    return labels
+
+
+def record_location(manifests: str, labels: Mapping[str, str], now: datetime) -> str:
+    """Where a record goes under ``manifests``: an asset's under
+    ``assets/<asset path>/<partition or _>/``, an op output's under ``runs/<run id>/``,
+    named so that names sort by time. Segments are percent-encoded."""
+    folder = manifests if manifests.endswith("/") else manifests + "/"
+    stamp = f"{now:%Y%m%dT%H%M%S.%fZ}"
+    run = labels[RUN_ID]
+    if ASSET in labels:
+        path = "/".join(quote(part, safe="") for part in labels[ASSET].split("/"))
+        partition = quote(labels[PARTITION], safe="") if PARTITION in labels else UNPARTITIONED
+        name = f"{stamp}-{run}-{quote(labels[OUTPUT], safe='')}.parquet"
+        return f"{folder}assets/{path}/{partition}/{name}"
+    step = quote(labels["step"], safe="")
+    mapped = f".{quote(labels['mapping_key'], safe='')}" if "mapping_key" in labels else ""
+    return f"{folder}runs/{run}/{step}.{quote(labels[OUTPUT], safe='')}{mapped}.parquet"
 
 
 # -- output metadata and the data version ----------------------------------------------

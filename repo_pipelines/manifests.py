@@ -1,10 +1,14 @@
-"""Write a liveset manifest: the digests a producer still needs, as Parquet.
+"""Write a record manifest: the digests a producer still needs, as Parquet.
 
-Rows come from upstream (ingest's output) and from digests listed in config; listed
-digests are looked up first, so a manifest never names an object that is not stored.
+Rows come from upstream (ingest's output) and from digests listed in config. The
+manifest is a *record* (``s3repo_core.records``): every object it names is kept first
+(looked up, and refreshed if old, as a re-put would), then the record is written
+within the deadline that makes records safe, so a manifest never names an object that
+is not stored, and its age never holds a collection's threshold back.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ from typing import Any
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
 from pydantic import Field
 
-from s3repo_core import InvalidArgumentError, ManifestRow, stat_many, write_manifest
+from s3repo_core import Digest, InvalidArgumentError, ManifestRow, write_record_manifest
 
 from .errors import repository_step
 from .metadata import human_size, markdown_table
@@ -45,7 +49,8 @@ def manifest_destination(dest: str, run_id: str, now: datetime) -> str:
     name="write_manifest",
     ins={"objects": In(Any, default_value=None, description="Rows from ingest (optional).")},
     out=Out(str | None, description="Where the manifest was written, or None if not asked."),
-    description="Write a Parquet liveset manifest of upstream objects and configured digests.",
+    description="Write a record manifest of upstream objects and configured digests, each "
+    "kept (looked up, refreshed if old) first.",
 )
 def write_manifest_op(
     context: OpExecutionContext,
@@ -61,16 +66,21 @@ def write_manifest_op(
     dest = manifest_destination(config.dest, context.run_id, now)
     with repository_step(f"writing manifest {dest}"):
         repo = repository.repository()
-        rows += [
-            ManifestRow(f.digest, f.size, config.source) for f in stat_many(repo, config.digests)
-        ]
-        if not rows:
+        listed = [Digest.parse(text) for text in config.digests]
+        if not rows and not listed:
             raise InvalidArgumentError("an empty manifest: no upstream objects and no digests")
-        info = write_manifest(
+        started = time.monotonic()
+        # Kept here, not trusted from upstream: that step may have run long ago, in
+        # another process, and only what is kept now may be recorded now.
+        kept = repo.keep([*(row.digest for row in rows), *listed])
+        size_of = {file.digest: file.size for file in kept}
+        rows += [ManifestRow(digest, size_of[digest], config.source) for digest in listed]
+        info = write_record_manifest(
+            repo,
             dest,
             rows,
+            started=started,
             created_by=f"dagster run {context.run_id}",
-            created_at=now,
             client=repository.client(),
         )
     distinct = {row.digest: row.size for row in rows}

@@ -25,6 +25,7 @@ from ._names import Layout
 from ._protocol import enable_touch_records, read_marker
 from ._report import CollectReport
 from ._repository import Body
+from ._stat import SHOWN_MISSING
 from ._store import Store
 from ._survey import survey
 from ._transfer import transfer
@@ -168,10 +169,18 @@ class StoreRepository:
             seen = survey(
                 self.store, self.layout, sorted(key_of.values()), self.list_page_size, pool.map
             )
+        missing = [digest for digest, key in key_of.items() if seen[key] is None]
+        if missing:
+            shown = ", ".join(map(str, missing[:SHOWN_MISSING]))
+            more = " ..." if len(missing) > SHOWN_MISSING else ""
+            raise NotExistError(
+                f"{len(missing)} of {len(key_of)} digests are not in {self}: {shown}{more}",
+                key=key_of[missing[0]],
+                digest=missing[0],
+            )
         for digest, key in key_of.items():
             sighting = seen[key]
-            if sighting is None:
-                raise self._missing(digest)
+            assert sighting is not None
             if sizes[digest] not in (None, sighting.stat.size):
                 raise IntegrityError(
                     f"{digest} is stored in {self} with {sighting.stat.size} bytes, "

@@ -10,12 +10,11 @@ does it by hand:
    a producer may have stored objects since its snapshot was written that only its
    next snapshot will name. A record's age holds nothing back (its objects were
    stored before it, and it was written promptly, see ``records``); "now" is read
-   before the first manifest is, on the earlier of this process's and the store's
-   clocks, so a record that lands while the manifests are read keeps its objects
-   through the grace;
-3. it refuses a grace shorter than the repository's, and a manifest from the future
-   by this process's clock (the repository's ``collect`` also checks the threshold
-   against the store's clock);
+   on the store's clock before the first manifest is, so a record that lands while
+   the manifests are read keeps its objects through the grace;
+3. it refuses a grace shorter than the repository's, and a snapshot from the future
+   by the store's clock (the repository's ``collect`` also checks the threshold
+   against that clock);
 4. it names the shards, so that workers can collect one each against the same plan.
 
 The plan is a value (it pickles, so it can travel to other processes)::
@@ -32,6 +31,7 @@ only for S3.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol
 
 from ._collect import shard_names
 from ._errors import InvalidArgumentError
+from ._keeper import CLOCK_RESOLUTION
 from .liveset import BloomLiveset, ExactLiveset
 from .manifest import ManifestInfo, read_liveset_with_info
 
@@ -55,12 +56,10 @@ class _Planned(Protocol):
 
 
 def _now(repo: _Planned) -> datetime:
-    """The earlier of this process's clock and the store's, if the repository tells it."""
-    now = datetime.now(UTC)
+    """The store's clock, which object ages are measured by, if the repository tells
+    it; else this process's."""
     server_now = getattr(repo, "server_now", None)
-    if callable(server_now):
-        now = min(now, server_now())
-    return now
+    return server_now() if callable(server_now) else datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +84,8 @@ class PlannedCollection:
     grace: timedelta
     #: ``held_at - grace`` in whole seconds: what was modified after it is kept.
     threshold: datetime
-    #: What the threshold counts back from: the oldest snapshot, or the time the
-    #: manifests began to be read if that is earlier (or there is no snapshot).
+    #: What the threshold counts back from: the oldest snapshot, or the store's time
+    #: when the manifests began to be read if that is earlier (or there is no snapshot).
     held_at: datetime
     #: The shards a collection of the whole repository covers (see ``shard_names``).
     shards: tuple[str, ...]
@@ -146,6 +145,7 @@ def plan_collection(
     liveset: Literal["exact", "bloom"] = "exact",
     fp_rate: float = 0.01,
     shard_width: int = 1,
+    records: Sequence[str | os.PathLike[str]] = (),
     client: Any = None,
 ) -> PlannedCollection:
     """Read the liveset from ``manifests`` and fix the threshold of a collection of ``repo``.
@@ -158,16 +158,21 @@ def plan_collection(
     ``liveset`` is ``"exact"`` (32 bytes per live digest) or ``"bloom"`` (about 1.2
     bytes at ``fp_rate`` 1%; a false positive only keeps some garbage until a later
     collection). ``shard_width`` (1 to 4 hex digits) sets :attr:`PlannedCollection.shards`.
-    Manifests in S3 are read with ``client``, by default the repository's ``client``
-    if it has one (else the client set for each bucket).
+    ``records`` are locations of record manifests that may hold none yet (where an IO
+    manager writes them); ``manifests`` may not be empty, so that no collection runs
+    against records alone (whatever else was stored would go). Manifests in S3 are
+    read with ``client``, by default the repository's ``client`` if it has one (else
+    the client set for each bucket).
 
     Raises InvalidArgumentError for a bad argument (checked before any manifest is read),
-    a grace shorter than the repository's, a bad manifest, or a manifest written in the
-    future by this process's clock; NotExistError if a manifest, or any under a
+    a grace shorter than the repository's, a bad manifest, or a snapshot written in the
+    future by the store's clock; NotExistError if a manifest, or any under a
     directory or prefix, is missing; and what reading from S3 raises (translated).
     No plan is returned unless every manifest was read.
     """
     locations = _check_manifests(manifests)
+    if isinstance(records, str | bytes | os.PathLike):
+        raise InvalidArgumentError(f"records is a list of locations, not one: give [{records!r}]")
     repository_grace = repo.grace
     keep = _check_grace(grace, repository_grace)
     if liveset not in ("exact", "bloom"):
@@ -179,16 +184,21 @@ def plan_collection(
     if client is None:
         client = getattr(repo, "client", None)
     began = _now(repo)  # before any manifest is read: see the module docstring
-    live, info = read_liveset_with_info(locations, kind=liveset, fp_rate=fp_rate, client=client)
+    reading = time.monotonic()
+    live, info = read_liveset_with_info(
+        locations, kind=liveset, fp_rate=fp_rate, records=list(records), client=client
+    )
     snapshot = info.oldest_snapshot_at
     held_at = began if snapshot is None else min(snapshot, began)
     # Whole seconds, as the store's clock is read (and as collect would round it): older.
     threshold = (held_at - keep).replace(microsecond=0)
     now = datetime.now(UTC)
-    if snapshot is not None and snapshot > now:
+    # The store's Date is in whole seconds: up to one behind.
+    store_now = began + timedelta(seconds=time.monotonic() - reading) + CLOCK_RESOLUTION
+    if snapshot is not None and snapshot > store_now:
         raise InvalidArgumentError(
             f"the oldest snapshot was written at {snapshot.isoformat()}, in the future by "
-            f"this clock ({now.isoformat()}): check the clocks"
+            f"the store's clock ({store_now.isoformat()}): check the clocks"
         )
     return PlannedCollection(
         repository=str(repo),

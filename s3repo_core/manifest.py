@@ -821,6 +821,7 @@ def read_liveset_with_info(
     *,
     kind: Literal["exact", "bloom"] = "exact",
     fp_rate: float = 0.01,
+    records: Iterable[str | os.PathLike[str]] = (),
     client: Any = None,
 ) -> tuple[ExactLiveset | BloomLiveset, LivesetInfo]:
     """The union of the manifests ``srcs`` as a liveset, and what it was read from.
@@ -831,14 +832,18 @@ def read_liveset_with_info(
     if any manifest is missing, unreadable or has a bad row, or a directory or prefix
     holds none, this raises (NotExistError, InvalidArgumentError, or a translated S3
     error) and returns nothing. ``kind="bloom"`` sizes the filter from the row counts
-    in the files' footers, for ``fp_rate``. ``client`` is the boto3 client for every
-    ``s3://`` location (default: each bucket's, see the module docstring).
+    in the files' footers, for ``fp_rate``. ``records`` are more locations, read the
+    same way, that may hold no manifest at all (where records are written: before the
+    first, there are none). ``client`` is the boto3 client for every ``s3://``
+    location (default: each bucket's, see the module docstring).
     """
     if kind not in ("exact", "bloom"):
         raise InvalidArgumentError(f"kind must be 'exact' or 'bloom', got {kind!r}")
     if kind == "bloom":
         BloomLiveset(0, fp_rate)  # validates fp_rate before any download
-    locations = _expand(srcs, client)
+    if isinstance(records, str | os.PathLike):
+        records = [records]
+    locations = _expand(srcs, client) + _expand(records, client, allow_empty=True)
     read: list[ManifestInfo] = []
     with tempfile.TemporaryDirectory(prefix="s3repo-liveset-") as tmpdir:
         if kind == "exact":

@@ -70,10 +70,10 @@ def record_deadline(repo: Recorded) -> float:
 def write_record_manifest(
     repo: Recorded,
     dest: str | os.PathLike[str],
-    files: Sequence[File],
+    files: Sequence[File | ManifestRow],
     *,
     started: float,
-    source: str,
+    source: str = "",
     created_by: str = "s3repo",
     labels: Mapping[str, str] | None = None,
     client: Any = None,
@@ -82,7 +82,8 @@ def write_record_manifest(
     """Write a record manifest at ``dest`` naming ``files``, stored since ``started``.
 
     ``started`` is a ``time.monotonic()`` taken before the first of ``files`` began to
-    be stored (or kept). ``source`` goes in every row; ``labels`` in the file's
+    be stored (or kept). ``source`` goes in the row of each File (a ManifestRow has its
+    own); ``labels`` in the file's
     metadata (what retention groups records by). ``on_late``, if given, is called with
     a short reason each time the objects had to be kept again. Raises what
     ``repo.keep`` raises if an object is missing, and what ``write_manifest`` raises.
@@ -90,12 +91,18 @@ def write_record_manifest(
     if not files:
         raise InvalidArgumentError("a record names at least one object")
     deadline = record_deadline(repo)
+    rows = list(
+        dict.fromkeys(
+            item if isinstance(item, ManifestRow) else ManifestRow(item.digest, item.size, source)
+            for item in files
+        )
+    )
+    objects = [File(row.digest, row.size) for row in rows]
     if time.monotonic() - started > deadline:
         if on_late is not None:
             on_late(f"stored more than {deadline:g} s ago: kept again before the record")
         started = time.monotonic()
-        repo.keep(files)
-    rows = [ManifestRow(file.digest, file.size, source) for file in dict.fromkeys(files)]
+        repo.keep(objects)
     info = write_manifest(
         dest, rows, created_by=created_by, kind="record", labels=labels, client=client
     )
@@ -104,5 +111,5 @@ def write_record_manifest(
         # every plan from now on reads the record, so keeping them once more suffices.
         if on_late is not None:
             on_late(f"the record landed more than {deadline:g} s after the store: kept again")
-        repo.keep(files)
+        repo.keep(objects)
     return info

@@ -14,7 +14,10 @@ the record and reporting the materialization, is kept by its age only; so is one
 whose asset is unknown to the caller (``latest`` returns nothing).
 
 Records are grouped by the labels the IO manager writes (:data:`ASSET`,
-:data:`PARTITION`, :data:`RUN_ID`); a snapshot is never retired here.
+:data:`PARTITION`, :data:`RUN_ID`); a snapshot is never retired here. A record may
+carry its policy too (:data:`KEEP_LAST`, :data:`KEEP_WITHIN_DAYS`, as its writer
+resolved it from the asset's definition): the newest record of a group says the
+group's policy, so retention needs no access to the definitions.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .manifest import ManifestInfo, remove_manifest
 
 __all__ = [
     "ASSET",
+    "KEEP_LAST",
+    "KEEP_WITHIN_DAYS",
     "OUTPUT",
     "PARTITION",
     "RUN_ID",
@@ -37,7 +42,9 @@ __all__ = [
     "RetentionPolicy",
     "apply_retention",
     "decide_retention",
+    "policy_from_labels",
     "policy_from_metadata",
+    "policy_labels",
 ]
 
 #: The labels of a record that retention reads.
@@ -45,6 +52,8 @@ ASSET = "asset"
 PARTITION = "partition"
 RUN_ID = "run_id"
 OUTPUT = "output"
+KEEP_LAST = "keep_last"
+KEEP_WITHIN_DAYS = "keep_within_days"
 
 #: ``latest(asset, partition, n)``: the run ids of the newest ``n`` materializations.
 Latest = Callable[[str, str | None, int], Sequence[str]]
@@ -107,8 +116,9 @@ def decide_retention(
     """Which ``records`` the policy keeps, judged at ``now``.
 
     ``policy`` is one policy, or a function of the asset (its user string) to its
-    policy; ``default`` is the policy of records that are of no asset (op outputs),
-    of which only ``keep_within`` counts. A record younger than ``too_young`` is kept
+    policy, for groups whose newest record carries none; ``default`` is the policy of
+    records that are of no asset (op outputs) and carry none, of which only
+    ``keep_within`` counts. A record younger than ``too_young`` is kept
     whatever the policy: its materialization may not be reported yet (pass the
     repository's grace). Snapshots are left out of both lists.
     """
@@ -124,20 +134,21 @@ def decide_retention(
             continue
         asset = record.labels.get(ASSET)
         if asset is None:
-            age = now - record.created_at
-            if age < default.keep_within:
-                kept.append(Judged(record, f"an op output younger than {_days(default)}"))
+            rules = policy_from_labels(record.labels, default)
+            if now - record.created_at < rules.keep_within:
+                kept.append(Judged(record, f"an op output younger than {_days(rules)}"))
             else:
-                retired.append(Judged(record, f"an op output older than {_days(default)}"))
+                retired.append(Judged(record, f"an op output older than {_days(rules)}"))
             continue
         groups.setdefault((asset, record.labels.get(PARTITION)), []).append(record)
     for (asset, partition), members in groups.items():
-        rules = policy_of(asset)
-        newest = list(latest(asset, partition, rules.keep_last))[: rules.keep_last]
+        newest = max(members, key=lambda record: record.created_at)
+        rules = policy_from_labels(newest.labels, policy_of(asset))
+        runs = list(latest(asset, partition, rules.keep_last))[: rules.keep_last]
         for record in members:
             run_id = record.labels.get(RUN_ID)
-            if run_id is not None and run_id in newest:
-                place = newest.index(run_id) + 1
+            if run_id is not None and run_id in runs:
+                place = runs.index(run_id) + 1
                 kept.append(
                     Judged(record, f"materialization {place} of the last {rules.keep_last}")
                 )
@@ -165,6 +176,28 @@ def policy_from_metadata(metadata: Mapping[str, Any], default: RetentionPolicy) 
     days = metadata.get("s3repo/keep_within_days")
     keep_within = default.keep_within if days is None else _as_days(days)
     return RetentionPolicy(_as_int(keep_last), keep_within)
+
+
+def policy_from_labels(labels: Mapping[str, str], default: RetentionPolicy) -> RetentionPolicy:
+    """The policy a record carries, over ``default``; a label that does not parse is
+    an InvalidArgumentError (retention then retires nothing)."""
+    if KEEP_LAST not in labels and KEEP_WITHIN_DAYS not in labels:
+        return default
+    try:
+        keep_last = int(labels.get(KEEP_LAST, default.keep_last))
+        days = labels.get(KEEP_WITHIN_DAYS)
+        keep_within = default.keep_within if days is None else timedelta(days=float(days))
+    except ValueError as error:
+        raise InvalidArgumentError(f"a record's retention labels do not parse: {error}") from None
+    return RetentionPolicy(keep_last, keep_within)
+
+
+def policy_labels(policy: RetentionPolicy) -> dict[str, str]:
+    """The labels that carry ``policy`` in a record."""
+    return {
+        KEEP_LAST: str(policy.keep_last),
+        KEEP_WITHIN_DAYS: f"{policy.keep_within.total_seconds() / 86400:g}",
+    }
 
 
 def _as_int(value: Any) -> int:

@@ -207,7 +207,7 @@ def test_a_missing_manifest_or_an_empty_prefix_means_no_plan(
 def test_a_manifest_from_the_future_is_refused(repo: S3Repository) -> None:
     location = f"s3://{repo.bucket}/manifests/skewed.parquet"
     write_manifest(location, rows("e"), created_at=datetime.now(UTC) + timedelta(minutes=5))
-    with pytest.raises(InvalidArgumentError, match="in the future by this clock"):
+    with pytest.raises(InvalidArgumentError, match="in the future by the store's clock"):
         plan_collection(repo, [location])
 
 
