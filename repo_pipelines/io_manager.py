@@ -347,6 +347,8 @@ class StoredOutput:
     format: ValueFormat
     name: str | None
     run_id: str | None
+    #: The object's size, as the output's metadata says (None if it does not).
+    size: int | None = None
 
     @classmethod
     def from_metadata(
@@ -358,11 +360,13 @@ class StoredOutput:
                 f"{what} has no s3repo digest in its metadata: it was not stored by S3RepoIOManager"
             )
         name = values.get("name")
+        size = values.get("size")
         return cls(
             Digest.parse(values[DIGEST_KEY]),
             ValueFormat(values["format"]),
             name if isinstance(name, str) else None,
             run_id,
+            size if isinstance(size, int) and not isinstance(size, bool) else None,
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -434,12 +438,17 @@ def stored_output_in_run(
 
 
 def latest_stored_output(
-    instance: DagsterInstance, asset_key: AssetKey, partition: str | None = None
+    instance: DagsterInstance,
+    asset_key: AssetKey,
+    partition: str | None = None,
+    *,
+    any_partition: bool = False,
 ) -> StoredOutput:
     """The latest materialization of ``asset_key`` (in ``partition``), as stored.
 
     NotExistError if it has none, if the latest was not stored by the IO manager, or if
-    the asset is partitioned and no partition is given.
+    the asset is partitioned and no partition is given (unless ``any_partition``: then
+    the latest of any partition).
     """
     what = f"asset {asset_key.to_user_string()!r}" + (
         f" partition {partition!r}" if partition is not None else ""
@@ -455,7 +464,7 @@ def latest_stored_output(
     materialization = records[0].asset_materialization
     if materialization is None:
         raise NotExistError(f"{what} has no materialization")
-    if partition is None and materialization.partition is not None:
+    if partition is None and materialization.partition is not None and not any_partition:
         raise NotExistError(f"{what} is partitioned: name the partition to load")
     return StoredOutput.from_metadata(
         materialization.metadata, records[0].run_id or None, f"the latest materialization of {what}"

@@ -53,6 +53,7 @@ __all__ = [
     "PickleRefusedError",
     "StoredValue",
     "ValueFormat",
+    "check_value",
     "load_value",
     "store_value",
     "write_parquet",
@@ -239,6 +240,56 @@ def read_verified(repo: Repository, digest: Digest) -> bytes:
     if Digest.of(data) != digest:
         raise IntegrityError(f"{digest} read back as other bytes", digest=digest)
     return data
+
+
+def check_value(
+    repo: Repository,
+    digest: Digest | str,
+    format: ValueFormat | str,
+    *,
+    size: int | None = None,
+    verify: bool = False,
+) -> list[str]:
+    """What is wrong with a stored value, in words; empty if nothing is.
+
+    The value's object must be stored, with ``size`` bytes if given; a tree's files
+    too (the tree itself is read, and so verified). With ``verify`` every object is
+    read back and re-hashed, which costs its bytes in transfer; without, a stat each.
+    """
+    digest = digest if isinstance(digest, Digest) else Digest.parse(digest)
+    fmt = ValueFormat(format)
+    problems: list[str] = []
+    objects = [File(digest, size) if size is not None else digest]
+    if fmt is ValueFormat.TREE:
+        try:
+            tree = Tree.decode(read_verified(repo, digest))
+        except NotExistError:
+            return [f"the tree object {digest} is missing"]
+        except IntegrityError as error:
+            return [f"the tree object {digest} does not verify: {error}"]
+        objects += tree.files()
+    for wanted in dict.fromkeys(objects):
+        problem = _check_object(repo, wanted, verify)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _check_object(repo: Repository, wanted: File | Digest, verify: bool) -> str | None:
+    digest = wanted.digest if isinstance(wanted, File) else wanted
+    try:
+        found = repo.stat(digest)
+        if isinstance(wanted, File) and found.size != wanted.size:
+            return f"{digest} is stored with {found.size} bytes, not {wanted.size}"
+        if verify:
+            with repo.get(digest) as stream:
+                while stream.read(_CHUNK):
+                    pass
+    except NotExistError:
+        return f"{digest} is missing"
+    except IntegrityError as error:
+        return f"{digest} does not verify: {error}"
+    return None
 
 
 def _wants(as_type: object, base: type | None) -> bool:

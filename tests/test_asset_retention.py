@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from devkit.localserver import LocalS3
-from repo_pipelines import S3RepoIOManager, S3RepoResource, build_definitions
+from repo_pipelines import S3RepoIOManager, S3RepoResource, build_definitions, stored_output_checks
 from s3repo_core import (
     Digest,
     NotExistError,
@@ -211,3 +211,73 @@ def test_retention_retires_the_oldest_and_collection_deletes_only_what_they_alon
     assert present(core, Digest.of(shared.read_bytes()))
     # The collection's own outputs went through the IO manager, recorded by run.
     assert list(records.glob(f"runs/{real.run_id}/*.parquet"))
+
+
+# -- asset checks ----------------------------------------------------------------------------
+
+
+def check_results(result: Any) -> dict[str, Any]:
+    """Each asset check's evaluation in a run, by asset."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            found[data.asset_key.to_user_string()] = data
+    return found
+
+
+def test_asset_checks_pass_then_fail_on_a_missing_or_tampered_object(
+    resource: S3RepoResource, core: S3Repository, instance: DagsterInstance, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f.txt").write_bytes(b"file in a tree")
+
+    @asset
+    def blob() -> bytes:
+        return b"a blob to tamper with"
+
+    @asset
+    def folder() -> Path:
+        return tree
+
+    manager = io_manager(resource, tmp_path / "records")
+    resources = {"io_manager": manager, "repository": resource}
+    checks = stored_output_checks([blob, folder], verify=True)
+    quick = stored_output_checks([blob], name="stat_only")
+    everything = [blob, folder, *checks, *quick]
+    first = check_results(materialize(everything, instance=instance, resources=resources))
+    assert [first[name].passed for name in ("blob", "folder")] == [True, True]
+
+    blob_digest = Digest.of(b"a blob to tamper with")
+    client = core.client
+    # Same size, other bytes: only re-hashing sees it.
+    client.put_object(
+        Bucket=core.bucket, Key=core.layout.object_key(blob_digest), Body=b"A blob to tamper with"
+    )
+    client.delete_object(
+        Bucket=core.bucket, Key=core.layout.object_key(Digest.of(b"file in a tree"))
+    )
+    from dagster import AssetSelection
+
+    selection = AssetSelection.checks_for_assets(blob, folder)
+    again = materialize(
+        everything,
+        instance=instance,
+        resources=resources,
+        selection=selection,
+        raise_on_error=False,
+    )
+    results = {}
+    for event in again.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            results[data.check_name, data.asset_key.to_user_string()] = data
+    assert not results["stored_in_s3repo", "blob"].passed
+    assert "does not verify" in results["stored_in_s3repo", "blob"].description
+    assert results["stat_only", "blob"].passed  # the size is right
+    assert not results["stored_in_s3repo", "folder"].passed
+    assert (
+        f"{Digest.of(b'file in a tree')} is missing"
+        in results["stored_in_s3repo", "folder"].description
+    )
