@@ -1,4 +1,5 @@
-"""The ``s3repo`` command: put, get, stat and copy objects of one repository.
+"""The ``s3repo`` command: put, get, stat and copy objects of one repository, and say
+why one is live.
 
 The repository is ``--repo s3r://bucket/prefix`` or ``$S3REPO_URL``. The S3 endpoint,
 region and credentials come from boto3's standard configuration (``AWS_ENDPOINT_URL_S3``,
@@ -30,6 +31,7 @@ from . import (
     NotSupportedError,
     RepositoryError,
     dial,
+    manifests_naming,
 )
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -56,7 +58,8 @@ LOCAL_FILE_ERROR = 5
 CHUNK = 1024 * 1024
 
 DESCRIPTION = """\
-Put, get, stat and copy the objects of a content-addressed repository on S3.
+Put, get, stat and copy the objects of a content-addressed repository on S3, and say
+which manifests keep one live.
 Objects are named by the SHA-256 of their bytes: sha256:<64 lowercase hex>.
 
 The repository is --repo s3r://BUCKET/PREFIX, or $S3REPO_URL. The endpoint, region and
@@ -78,6 +81,8 @@ examples:
                                             copy to another repository
   s3repo protocol --enable-touch-records    once every collector runs this version:
                                             keep stored content with one write a batch
+  s3repo why sha256:<hex> --manifests s3://my-bucket/manifests/
+                                            which manifests keep the object live
 
 timeouts and retries:
   Each request waits {_WAITS} for each read of the response, and is
@@ -209,6 +214,20 @@ def _parser() -> argparse.ArgumentParser:
         "copy per object; an older collector would ignore the records and delete "
         "content writers were told is stored, so enable it only once none runs",
     )
+    why = command(
+        "why",
+        "say which manifests keep an object live: each one that names its digest",
+        "s3repo why sha256:<hex> --manifests s3://bucket/manifests/ ./records/",
+    )
+    why.add_argument("digest", metavar="DIGEST", help="sha256:<64 lowercase hex>")
+    why.add_argument(
+        "--manifests",
+        metavar="LOCATION",
+        nargs="+",
+        required=True,
+        help="manifest files, directories or s3://bucket/prefix/ (ending in '/'), as a "
+        "collection would read them",
+    )
     return parser
 
 
@@ -339,7 +358,29 @@ def _protocol(repo: Any, args: argparse.Namespace) -> None:
     print(f"{repo}: touch records {on}")
 
 
-_COMMANDS = {"put": _put, "get": _get, "stat": _stat, "cp": _cp, "protocol": _protocol}
+def _why(repo: Any, args: argparse.Namespace) -> None:
+    digest = Digest.parse(args.digest)
+    try:
+        stored = f"stored, {repo.stat(digest).size} bytes"
+    except NotExistError:
+        stored = "not stored"
+    naming = manifests_naming(digest, args.manifests)
+    print(f"{digest}: {stored}; named by {len(naming)} manifests")
+    for info in naming:
+        labels = " ".join(f"{name}={value}" for name, value in sorted(info.labels.items()))
+        print(f"  {info.location}  {info.kind}  {info.created_at.isoformat()}  {labels}".rstrip())
+    if not naming:
+        print("  no manifest names it: a collection against these deletes it once it is old")
+
+
+_COMMANDS = {
+    "put": _put,
+    "get": _get,
+    "stat": _stat,
+    "cp": _cp,
+    "protocol": _protocol,
+    "why": _why,
+}
 
 
 class _UsageError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devkit.localserver import LocalS3
-from s3repo_core import Digest, S3Repository, dial, set_client
+from s3repo_core import Digest, S3Repository, dial, set_client, write_manifest
 from s3repo_core.cli import main
 
 from requests_log import RequestLog
@@ -53,7 +53,7 @@ def test_help_explains_every_subcommand_with_an_example(
 ) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("put", "get", "stat", "cp", "protocol"):
+    for command in ("put", "get", "stat", "cp", "protocol", "why"):
         assert f"\n    {command} " in out
         assert f"s3repo {command} " in out
     assert "S3REPO_URL" in out
@@ -116,6 +116,24 @@ def test_protocol_shows_and_enables_touch_records(
     assert main(["protocol", "--enable-touch-records"]) == 0
     assert capsys.readouterr().out == f"{stored}: touch records on\n"
     assert stored.touch_records_enabled()
+
+
+def test_why_names_each_manifest_that_keeps_an_object(
+    stored: S3Repository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = Digest.parse(DIGEST)
+    write_manifest(
+        tmp_path / "a.parquet", [(digest, len(DATA), "a")], kind="record", labels={"asset": "m"}
+    )
+    write_manifest(tmp_path / "b.parquet", [(Digest.of(b"other"), 5, "b")])
+    assert main(["why", DIGEST, "--manifests", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{DIGEST}: stored, {len(DATA)} bytes; named by 1 manifests"
+    assert lines[1].startswith(f"  {tmp_path / 'a.parquet'}  record  ")
+    assert lines[1].endswith("asset=m")
+    assert main(["why", ABSENT, "--manifests", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{ABSENT}: not stored; named by 0 manifests\n  no manifest names it")
 
 
 def test_get_to_a_path(stored: S3Repository, tmp_path: Path) -> None:
