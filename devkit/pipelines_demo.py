@@ -7,11 +7,16 @@
 Starts a local S3 server on 127.0.0.1 and runs the real jobs through Dagster: two
 builds of files are ingested, the second with a manifest; after the grace period
 the collection runs as a dry run, then for real, and deletes exactly the objects
-only the first build had. A fetch and a stat show the result. It prints what
-happened, stops the server, and exits 0 only if every check held.
+only the first build had. A fetch and a stat show the result. Then a small asset
+graph (a file, a table, and a model built from both) is materialised three times
+through ``S3RepoIOManager``, with changes, and collected: retention keeps the last
+two materializations of each asset, and exactly the outputs only the first named are
+deleted, while bytes that did not change stay. It prints what happened, stops the
+server, and exits 0 only if every check held.
 
 The demo shortens the repository's grace period to seconds so that it can run in
-under a minute; deployments keep the 24 h default. With ``--ui`` the runs are kept
+under a minute; deployments keep the 24 h default. On moto the grace passes at once
+(its clock is moved); the JuiceFS gateway's is waited for. With ``--ui`` the runs are kept
 in ``.dagster_home/`` and ``dagster dev -w workspace.yaml`` is started against the
 same server, until Ctrl-C.
 """
@@ -24,16 +29,24 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+import pyarrow as pa
+from dagster import (
+    AssetsDefinition,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    asset,
+    materialize,
+)
 
 from repo_pipelines.collection import report_table
 from repo_pipelines.definitions import build_definitions
+from repo_pipelines.io_manager import S3RepoIOManager
 from repo_pipelines.resources import S3RepoResource
-from s3repo_core import CollectReport, ManifestRow
+from s3repo_core import CollectReport, Digest, ManifestRow, NotExistError
 
 from .localserver import LocalS3, start_server
 
@@ -119,9 +132,15 @@ class Demo:
             say(f"               manifest {result.output_for_node('write_manifest')}")
         return rows
 
-    def collect(self, dry_run: bool) -> CollectReport:
+    def collect(self, dry_run: bool, defs: Definitions | None = None) -> CollectReport:
         config = {"manifests": [self.manifests], "dry_run": dry_run}
-        result = self.run("collect_job", {"plan_collection": {"config": config}})
+        if defs is not None:
+            self.defs, defs = defs, self.defs
+        try:
+            result = self.run("collect_job", {"plan_collection": {"config": config}})
+        finally:
+            if defs is not None:
+                self.defs = defs
         report: CollectReport = result.output_for_node("report_collection")
         steps = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
         say(f"collect_job    {'dry run' if dry_run else 'for real'} ({len(steps)} steps):")
@@ -148,8 +167,7 @@ def run_demo(server: LocalS3, instance: DagsterInstance, workdir: Path) -> None:
     say(f"repository     s3r://{demo.bucket}/{PREFIX} on {server.name} at {server.endpoint_url}")
     build1, build2 = make_builds(workdir)
     old = demo.ingest(build1, manifest=False)
-    say(f"               waiting {GRACE + 3:.0f} s: the demo's grace period (24 h by default)")
-    time.sleep(GRACE + 3)
+    pass_grace(server)
     new = demo.ingest(build2, manifest=True)
 
     garbage = {row.digest for row in old} - {row.digest for row in new}
@@ -171,6 +189,100 @@ def run_demo(server: LocalS3, instance: DagsterInstance, workdir: Path) -> None:
     )
     check(not failed.success, f"stat of collected {gone} succeeded")
     say(f"stat_job       of a collected digest fails: {failure_message(failed)}")
+    run_assets(demo, workdir)
+
+
+def pass_grace(server: LocalS3) -> None:
+    """Let the demo's grace period pass: at once on moto, in real time on JuiceFS."""
+    how = "moving moto's clock" if server.name == "moto" else "waiting"
+    say(f"               {how} {GRACE + 3:.0f} s: the demo's grace period (24 h by default)")
+    server.let_time_pass(GRACE + 3)
+
+
+def demo_assets(workdir: Path, round_: dict[str, int]) -> list[AssetsDefinition]:
+    """A file, a table and a model built from both; what changes is set by ``round_``:
+    the file every round, the table only in the last, the model with either."""
+
+    # Kept by count alone: the last 2 materializations of each, whatever their age.
+    policy = {"s3repo/keep_last": 2, "s3repo/keep_within_days": 0}
+
+    @asset(description="Raw readings, a new file every round.", metadata=policy)
+    def readings() -> Path:
+        path = workdir / "readings.csv"
+        path.write_text("".join(f"{i},{i * round_['n']}\n" for i in range(2000)))
+        return path
+
+    @asset(description="A feature table: the same until the last round.", metadata=policy)
+    def features() -> pa.Table:
+        scale = 2 if round_["n"] == 2 else 1
+        return pa.table({"id": list(range(500)), "weight": [i * scale for i in range(500)]})
+
+    @asset(
+        description="A model-like blob from the readings and the features.",
+        metadata=policy,
+    )
+    def model(readings: Path, features: pa.Table) -> bytes:
+        size = len(readings.read_bytes()) + features.num_rows
+        return f"model trained on {size} values".encode() * 100
+
+    return [readings, features, model]
+
+
+def run_assets(demo: Demo, workdir: Path) -> None:
+    """Three materializations with changes, then retention and collection."""
+    records = f"s3://{demo.bucket}/records/"
+    # Op outputs (collect_job's plan and reports) keep the default: 7 days.
+    io_manager = S3RepoIOManager(repository=demo.resource, manifests=records)
+    round_ = {"n": 0}
+    assets = demo_assets(workdir, round_)
+    defs = build_definitions(demo.resource, io_manager=io_manager, assets=assets)
+    digests: list[dict[str, Digest]] = []
+    for n in range(3):
+        round_["n"] = n
+        result = materialize(
+            assets,
+            instance=demo.instance,
+            resources={"io_manager": io_manager},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        check(result.success, f"materialising the assets, round {n + 1}, failed")
+        shown = {}
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            shown[materialization.asset_key.to_user_string()] = Digest.parse(meta["digest"])
+        digests.append(shown)
+        new = sum(
+            1 for event in result.get_asset_materialization_events() if not _was_stored(event)
+        )
+        say(f"materialize    round {n + 1}: 3 assets, {new} new objects")
+    pass_grace(demo.server)
+    repo = demo.resource.repository()
+    first, later = digests[0], digests[1:]
+    only_first = {d for d in first.values() if all(d not in r.values() for r in later)}
+    check(len(only_first) == 2, f"expected the first readings and model alone, got {only_first}")
+    dry = demo.collect(dry_run=True, defs=defs)
+    real = demo.collect(dry_run=False, defs=defs)
+    check(real.collected == dry.collected == len(only_first), f"collected {real.collected}")
+    for digest in only_first:
+        try:
+            repo.stat(digest)
+        except NotExistError:
+            continue
+        raise DemoFailure(f"{digest}, named only by retired records, is still stored")
+    for digest in {*later[0].values(), *later[1].values()}:
+        repo.stat(digest)  # NotExistError would fail the demo
+    say(
+        f"retention      kept the last 2 materializations of each asset; collected "
+        f"{real.collected} objects ({real.bytes_collected:,} bytes) that only the first "
+        "named; the unchanged features table stayed"
+    )
+
+
+def _was_stored(event: Any) -> bool:
+    metadata = event.step_materialization_data.materialization.metadata
+    value = metadata.get("stored_before")
+    return bool(getattr(value, "value", value))
 
 
 def serve_ui(server: LocalS3, bucket: str, home: Path) -> int:

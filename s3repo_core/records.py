@@ -103,8 +103,17 @@ def write_record_manifest(
             on_late(f"stored more than {deadline:g} s ago: kept again before the record")
         started = time.monotonic()
         repo.keep(objects)
+    # Stamped by the store's clock, as retention judges ages by it (and as objects are).
+    server_now = getattr(repo, "server_now", None)
+    created_at = server_now() if callable(server_now) else None
     info = write_manifest(
-        dest, rows, created_by=created_by, kind="record", labels=labels, client=client
+        dest,
+        rows,
+        created_by=created_by,
+        created_at=created_at,
+        kind="record",
+        labels=labels,
+        client=client,
     )
     if time.monotonic() - started > deadline:
         # A collection may have planned between the deadline and the record's landing;

@@ -36,4 +36,7 @@ def test_the_dagster_demo_collects_exactly_the_first_build_s_garbage(
     assert "| collected | 4 |" in out
     assert "| live (named by a manifest) | 5 |" in out
     assert "stat_job       of a collected digest fails: stat failed: 1 of 1 digests" in out
+    # The asset graph: the first readings and model go, the unchanged table stays.
+    assert "materialize    round 2: 3 assets, 2 new objects" in out
+    assert "retention      kept the last 2 materializations of each asset; collected 2" in out
     assert out.rstrip().endswith("stopped the S3 server")
