@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         home = ROOT / ".dagster_home" if args.ui else Path(workdir) / "dagster_home"
         home.mkdir(exist_ok=True)
         try:
+            # The demo's instance sends no telemetry (and writes no .telemetry beside it).
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             with DagsterInstance.local_temp(str(home)) as instance:
                 run_demo(server, instance, Path(workdir))
         except DemoFailure as failure:

@@ -35,7 +35,7 @@ from dagster import (
     ResourceParam,
     op,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from s3repo_core import (
     CollectReport,
@@ -64,6 +64,10 @@ __all__ = [
 ]
 
 
+#: The one "shard" of a collection in one step: every shard of the repository.
+WHOLE = "all"
+
+
 class CollectConfig(Config):
     manifests: list[str] = Field(
         description="Where the live manifests are: paths, s3://bucket/key, or a directory "
@@ -85,8 +89,19 @@ class CollectConfig(Config):
         "positives (which only keep some garbage until a later collection).",
     )
     shard_width: int = Field(
-        default=1, description="Hex digits per shard: 1 gives 16 digest shards (+2), 2 gives 256."
+        default=0,
+        description="0: one collect step for the whole repository, which lists its 16 "
+        "digest shards in parallel threads (fastest on one machine: one step to start). "
+        "Hex digits per shard step to spread it over processes or machines: 1 gives 16 "
+        "digest shards (+2), 2 gives 256.",
     )
+
+    @field_validator("shard_width")
+    @classmethod
+    def _width(cls, width: int) -> int:
+        if not 0 <= width <= 4:
+            raise ValueError("shard_width is 0 (one step) to 4 hex digits")
+        return width
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,13 @@ def plan_collection(
     io_manager: ResourceParam[Any],
 ) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
     repo = repository.repository()
+    grace = None if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
+    if grace is not None and grace < repo.grace:
+        raise Failure(
+            description=f"grace_seconds {config.grace_seconds:g} is shorter than the "
+            f"repository's grace ({repo.grace.total_seconds():g} s): writers could lose "
+            "objects; leave it unset or make it longer",
+        )
     decision: RetentionDecision | None = None
     records: list[str] = []
     iom = io_manager if isinstance(io_manager, S3RepoIOManager) else None
@@ -129,13 +151,12 @@ def plan_collection(
                 apply_retention(decision, client=repository.client())
                 records = [iom.manifests]  # listed again: records written meanwhile count
     with repository_step("reading the liveset manifests"):
-        grace = None if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
         planned = plan_from_manifests(
             repo,
             config.manifests,
             grace=grace,
             liveset=config.liveset,
-            shard_width=config.shard_width,
+            shard_width=max(config.shard_width, 1),
             records=records,
             client=repository.client(),
         )
@@ -153,7 +174,7 @@ def plan_collection(
     if decision is not None:
         metadata.update(retention_metadata(decision, config.dry_run))
     yield Output(plan, "plan", metadata=metadata)
-    for shard in planned.shards:
+    for shard in (WHOLE,) if config.shard_width == 0 else planned.shards:
         yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
 
 
@@ -227,7 +248,7 @@ def collect_shard(
             plan.planned.liveset,
             threshold=plan.planned.threshold,
             dry_run=plan.dry_run,
-            shards=[shard],
+            shards=None if shard == WHOLE else [shard],
             raise_on_errors=False,
         )
     context.log.info(report.summary())

@@ -117,9 +117,9 @@ class S3RepoIOManager(ConfigurableIOManager):
     manifests: str | None = Field(
         default=None,
         description="Where each output's record manifest goes: a local directory or "
-        "s3://bucket/prefix/, laid out by asset and partition. Give it to collect_job too "
-        "(its 'records'), which retires records by the retention policy. Unset: no "
-        "records, and nothing keeps outputs live but the manifests you write.",
+        "s3://bucket/prefix/, laid out by asset and partition. collect_job, with this IO "
+        "manager as its own, retires the records the policy no longer keeps and reads the "
+        "rest. Unset: no records, and nothing keeps outputs live but the manifests you write.",
     )
     keep_last: int = Field(
         default=3,

@@ -32,7 +32,8 @@ class ManifestConfig(Config):
         "prefix ending in '/' gets a file named after the time and the run. Unset: no "
         "manifest is written (the job only ingests).",
     )
-    digests: list[str] = Field(default=[], description="More live digests, looked up first.")
+    digests: list[str] = Field(default=[], description="More live digests, kept first.")
+
     source: str = Field(default="config", description="The source recorded for those digests.")
 
 

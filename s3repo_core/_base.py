@@ -149,11 +149,12 @@ class StoreRepository:
     def keep(self, files: Iterable[File | Digest | str]) -> list[File]:
         """Keep stored objects as a put of each would, without their bytes.
 
-        On return the guarantee of ``Repository`` holds for each as if it had just been
-        put: what a record manifest writer does when its record would come too late
-        (see ``records``). Costs what a ``put_files`` of stored content costs: a
-        listing, and one touch record or a refresh each for old objects. Returns the
-        File of each distinct object, in the order given. NotExistError if one is
+        On return the guarantee of ``Repository`` holds for each as if it had been put
+        when this call began: what a record manifest writer does when its record would
+        come too late (see ``records``, which counts its deadline from then). Costs
+        what a ``put_files`` of stored content costs: a listing, and one touch record or
+        a refresh each for old objects. Returns the File of each distinct object, in the
+        order given. NotExistError if one is
         missing (nothing is kept); IntegrityError if a File's size is not the stored one.
         """
         sizes: dict[Digest, int | None] = {}

@@ -85,8 +85,9 @@ class Repository(Protocol):
 
     def keep(self, files: Iterable[File | Digest | str]) -> list[File]:
         """Keep stored objects as a put of each would, without their bytes: on return the
-        guarantee above holds for each. Their Files, each distinct object once, in
-        order. NotExistError if one is missing; IntegrityError if a File's size differs."""
+        guarantee above holds for each as if it had been put when the call began. Their
+        Files, each distinct object once, in order. NotExistError if one is missing;
+        IntegrityError if a File's size differs."""
         ...
 
     def read_from(self, digest: Digest | str, url: str) -> None:

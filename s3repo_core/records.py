@@ -14,15 +14,18 @@ it names, counted from a ``time.monotonic()`` taken before that store began (thi
 clock runs at the store's rate, and starting early only makes the bound stricter).
 :func:`write_record_manifest` checks it twice:
 
-- before writing: past the bound, it keeps every object again (``repo.keep``: a stat
-  of each, and a refresh or touch record for the old ones) and counts from there;
+- before writing: past the bound, it keeps every object again (``repo.keep``: a
+  listing, and a touch record or a refresh each for the old ones) and counts from
+  when that began;
 - after writing: if the upload itself took it past the bound, a collection may have
   planned without the record, so it keeps the objects again, now that the record is
   there for every later plan; an object that is gone by then raises NotExistError.
 
     started = time.monotonic()
-    file = repo.put_file(...)
-    write_record_manifest(repo, "s3://bucket/records/x.parquet", [file], started=started)
+    digest = repo.put(data)
+    write_record_manifest(
+        repo, "s3://bucket/records/x.parquet", [File(digest, len(data))], started=started
+    )
 """
 
 from __future__ import annotations

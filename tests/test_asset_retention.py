@@ -207,6 +207,9 @@ def test_retention_retires_the_oldest_and_collection_deletes_only_what_they_alon
     assert step_metadata(real, "plan_collection")["records retired"] == 3
     assert len(list(records.glob("assets/model/_/*.parquet"))) == 2
     assert step_metadata(real, "report_collection")["objects collected"] == 6
+    # By default one step collects every shard (its listers are threads, not steps).
+    shard_steps = [e.step_key for e in real.all_events if e.is_step_success]
+    assert [key for key in shard_steps if key.startswith("collect_shard")] == ["collect_shard[all]"]
     assert [present(core, digest) for digest in weights] == [False, False, False, True, True]
     assert present(core, Digest.of(shared.read_bytes()))
     # The collection's own outputs went through the IO manager, recorded by run.

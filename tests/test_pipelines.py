@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import stat
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -393,19 +392,20 @@ def observations(result: ExecuteInProcessResult) -> list[dict[str, Any]]:
 
 
 def test_collect_job_dry_run_then_real_deletes_exactly_the_garbage(
-    defs: Definitions, core: S3Repository, bucket: str
+    defs: Definitions, core: S3Repository, bucket: str, s3server: LocalS3
 ) -> None:
     old_digests = [core.put(f"old {n}".encode() * 100) for n in range(6)]
     old = {digest: core.stat(digest).size for digest in old_digests}
-    time.sleep(GRACE + 3)  # the old objects are now older than any threshold to come
+    s3server.let_time_pass(GRACE + 3)  # the old objects are now older than any threshold
     kept_old = next(iter(old))
     new = core.put(b"new object")
-    write_manifest(
+    write_manifest(  # a record: its time (by this clock, not the moved one) holds nothing back
         f"s3://{bucket}/manifests/live.parquet",
         [ManifestRow(kept_old, old[kept_old], "old"), ManifestRow(new, 10, "new")],
+        kind="record",
     )
     before = stored_keys(core)
-    config = {"manifests": [f"s3://{bucket}/manifests/"]}
+    config = {"manifests": [f"s3://{bucket}/manifests/"], "shard_width": 1}
 
     dry = run(defs, "collect_job", {"plan_collection": {"config": config}})
 

@@ -134,8 +134,11 @@ def seed(
 
 
 def write_live_manifest(bucket: str, live: dict[str, int]) -> str:
+    """A record (seeded objects were stored before it): only snapshots hold the threshold
+    back, and a snapshot's time by this clock would, once moto's clock has moved."""
     location = f"s3://{bucket}/manifests/x.parquet"
-    write_manifest(location, [ManifestRow(Digest.parse(d), s, "test") for d, s in live.items()])
+    rows = [ManifestRow(Digest.parse(d), s, "test") for d, s in live.items()]
+    write_manifest(location, rows, kind="record")
     return location
 
 
@@ -214,7 +217,7 @@ def test_collection_fans_out_over_processes_and_deletes_only_garbage(
     for name, value in repository_env(moto_server, bucket).items():
         monkeypatch.setenv(name, value)
     live, dead, _ = seed(moto_server, bucket, 12, **SHORT)
-    time.sleep(SHORT["grace_seconds"] + 3)  # now they are older than any threshold
+    moto_server.let_time_pass(SHORT["grace_seconds"] + 3)  # older than any threshold
     manifest = write_live_manifest(bucket, live)
 
     with DagsterInstance.get() as instance:
@@ -223,7 +226,11 @@ def test_collection_fans_out_over_processes_and_deletes_only_garbage(
             recon(short_window_collect_job),
             instance=instance,
             run_config={
-                "ops": {"plan_collection": {"config": {"manifests": [manifest], "dry_run": False}}},
+                "ops": {
+                    "plan_collection": {
+                        "config": {"manifests": [manifest], "dry_run": False, "shard_width": 1}
+                    }
+                },
                 "execution": {"config": {"multiprocess": MULTIPROCESS}},
             },
         ) as result:
@@ -362,6 +369,34 @@ def test_dagster_definitions_validate_rejects_a_broken_workspace(tmp_path: Path)
     done = _validate(workspace, tmp_path / "home")
     assert done.returncode != 0
     assert module in done.stdout + done.stderr
+
+
+def test_the_readme_s_job_execute_command_runs_a_job(moto_server: LocalS3, tmp_path: Path) -> None:
+    """`dagster job execute -m repo_pipelines -j JOB -c run.yaml`, as the README gives it."""
+    bucket = moto_server.create_bucket()
+    client = moto_server.client()
+    set_client(client, bucket=bucket)
+    digest = S3Repository(bucket, PREFIX, client=client).put(b"looked up from the CLI")
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "`dagster job execute -m repo_pipelines -j JOB -c run.yaml`" in readme
+    config = tmp_path / "run.yaml"
+    config.write_text(f'ops:\n  stat: {{config: {{digests: ["{digest}"]}}}}\n')
+    home = tmp_path / "home"
+    write_dagster_yaml(home)
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            *["job", "execute", "-m", "repo_pipelines", "-j", "stat_job", "-c"],
+            str(config),
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, DAGSTER_HOME=str(home), **repository_env(moto_server, bucket)),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr
 
 
 # -- 4. the webserver launches a run ---------------------------------------------------------
