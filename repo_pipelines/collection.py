@@ -118,7 +118,8 @@ class CollectionPlan:
         "plan": Out(CollectionPlan, description="The liveset and threshold for every shard."),
         "shards": DynamicOut(str, description="One shard name per collect_shard step."),
     },
-    description="Read the liveset from the manifests, fix the threshold, fan out over shards.",
+    description="Retire the records retention no longer keeps, read the liveset from the "
+    "manifests and the rest, fix the threshold, fan out over shards.",
 )
 def plan_collection(
     context: OpExecutionContext,
@@ -139,7 +140,7 @@ def plan_collection(
     iom = io_manager if isinstance(io_manager, S3RepoIOManager) else None
     if iom is not None and iom.manifests is not None:
         with repository_step(f"applying retention to the records under {iom.manifests}"):
-            decision = decide(context, iom, iom.manifests, repository)
+            decision = decide(context, iom, repository)
             context.log.info(
                 f"retention: {decision.summary()}"
                 + (" (dry run: none retired)" if config.dry_run else "")
@@ -179,16 +180,14 @@ def plan_collection(
 
 
 def decide(
-    context: OpExecutionContext,
-    iom: S3RepoIOManager,
-    manifests: str,
-    repository: S3RepoResource,
+    context: OpExecutionContext, iom: S3RepoIOManager, repository: S3RepoResource
 ) -> RetentionDecision:
     """Which of the IO manager's records its policy keeps, by Dagster's event log."""
+    assert iom.manifests is not None
     repo = repository.repository()
     default = iom.retention_policy()
     return decide_retention(
-        read_manifest_infos(manifests, client=repository.client()),
+        read_manifest_infos(iom.manifests, client=repository.client()),
         now=repo.server_now(),
         latest=latest_runs(context.instance),
         policy=default,  # for records that carry no policy of their own

@@ -21,6 +21,7 @@ from typing import Any
 
 from ._client import client_for, long_client
 from ._errors import IntegrityError, NotExistError, RepositoryError, UnavailableError
+from ._listparse import fast_listing
 from ._options import StoreOptions, expect_owner
 from ._store import DeleteOutcomeUnknown, ObjectInfo, Page, PendingUpload, Stat
 from ._translate import translated
@@ -253,8 +254,9 @@ class S3Bucket:
             args["MaxKeys"] = page_size
         while True:
             sent_at = time.monotonic()
-            with translated(f"listing s3://{self.name}/{prefix}"):
-                page = self.client.list_objects_v2(**args)
+            client = self.client
+            with translated(f"listing s3://{self.name}/{prefix}"), fast_listing(client):
+                page = client.list_objects_v2(**args)
             items = [
                 ObjectInfo(item["Key"], int(item.get("Size", 0)), item["LastModified"])
                 for item in page.get("Contents", [])
