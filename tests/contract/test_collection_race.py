@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from contract_kit import Impl
+from race_kit import run_race
 
-from s3repo_core import Digest, NotExistError
+from s3repo_core import Digest
 from s3repo_core._collect import Collector
 from s3repo_core.liveset import ExactLiveset
 
@@ -74,31 +75,23 @@ def test_no_object_a_writer_was_told_is_stored_vanishes(
         except BaseException as exc:
             errors.append(exc)
 
+    def protected(started: float) -> list[Digest]:
+        with lock:
+            return [d for d, told_at in told.items() if told_at > started - PROTECTED]
+
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    rounds = collected = 0
-    violations: list[str] = []
-    deadline = time.monotonic() + SECONDS
-    try:
-        while time.monotonic() < deadline and not errors:
-            started = time.time()
-            collected += repo.collect(ExactLiveset([])).collected
-            rounds += 1
-            with lock:
-                covered = [d for d, told_at in told.items() if told_at > started - PROTECTED]
-            for digest in covered:
-                try:
-                    repo.stat(digest)
-                except NotExistError:
-                    violations.append(f"round {rounds}: {digest} vanished")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    race = run_race(
+        repo,
+        threads,
+        stop,
+        errors,
+        seconds=SECONDS,
+        collect_once=lambda: repo.collect(ExactLiveset([])).collected,
+        protected=protected,
+    )
     assert not errors, errors
-    assert violations == []
-    assert rounds >= 10, f"{rounds} collections ({collected} objects collected)"
-    assert collected > 0  # the collections did delete garbage while writers ran
+    assert race.violations == []
+    assert race.rounds >= 10, f"{race.rounds} collections ({race.collected} objects collected)"
+    assert race.collected > 0  # the collections did delete garbage while writers ran
     records = [key for key in impl.stored_keys() if key.startswith(impl.store_key("touches/"))]
     assert bool(records) == touch_records  # and the writers kept it the way asked

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from contract_kit import Impl
+from race_kit import run_race
 
 from s3repo_core import (
     Digest,
@@ -211,30 +212,26 @@ def test_records_written_while_collections_run_keep_their_objects(
         except BaseException as exc:
             errors.append(exc)
 
+    def collect_once() -> int:
+        plan = plan_collection(repo, [records])
+        return repo.collect(plan.liveset, threshold=plan.threshold).collected
+
+    def protected(_started: float) -> list[Digest]:
+        with lock:  # every digest a written record names, for as long as records exist
+            return list(named)
+
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    rounds = collected = 0
-    violations: list[str] = []
-    stop_at = time.monotonic() + SECONDS
-    try:
-        while time.monotonic() < stop_at and not errors:
-            plan = plan_collection(repo, [records])
-            collected += repo.collect(plan.liveset, threshold=plan.threshold).collected
-            rounds += 1
-            with lock:
-                recorded = list(named)
-            for digest in recorded:
-                try:
-                    repo.stat(digest)
-                except NotExistError:
-                    violations.append(f"round {rounds}: {digest} vanished")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    race = run_race(
+        repo,
+        threads,
+        stop,
+        errors,
+        seconds=SECONDS,
+        collect_once=collect_once,
+        protected=protected,
+    )
     assert not errors, errors
-    assert violations == []
-    assert rounds >= 3, f"{rounds} collections"
-    assert collected > 0  # records only: garbage no record names does go
+    assert race.violations == []
+    assert race.rounds >= 3, f"{race.rounds} collections"
+    assert race.collected > 0  # records only: garbage no record names does go
     assert late[0] > 0  # some records were late, and their objects were kept again
