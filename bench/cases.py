@@ -25,6 +25,7 @@ from s3repo_core import Digest, ExactLiveset, File
 from s3repo_core._names import Layout
 
 from . import cases12
+from .baselines import list_and_delete
 from .cases12 import AGES, large_dir, small_dir
 from .context import Env, Sizes
 
@@ -373,30 +374,10 @@ def collect_base(env: Env) -> float:
     layout = Layout(_COLLECT_PREFIX)
     keep = {str(Digest.of(body)) for body in live}
     threshold = datetime.now(UTC) - _windows(env)["grace"]
-    skip = len(layout.objects)
-    scanned = deleted = 0
-
-    def delete(batch: list[dict[str, str]]) -> int:
-        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        if response.get("Errors"):
-            raise AssertionError(f"baseline delete failed: {response['Errors'][:3]}")
-        return len(batch)
-
     with env.measure():
-        batch: list[dict[str, str]] = []
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=layout.objects
+        scanned, deleted = list_and_delete(
+            client, bucket, layout.objects, keep, lambda _page: threshold
         )
-        for page in pages:
-            for item in page.get("Contents", []):
-                scanned += 1
-                if item["Key"][skip:] not in keep and item["LastModified"] < threshold:
-                    batch.append({"Key": item["Key"]})
-                    if len(batch) == 1000:
-                        deleted += delete(batch)
-                        batch = []
-        if batch:
-            deleted += delete(batch)
     if (scanned, deleted) != (len(live) + len(dead), len(dead)):
         raise AssertionError(f"baseline scanned {scanned} and deleted {deleted}")
     return scanned

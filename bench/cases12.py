@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from s3repo_core import Digest, ExactLiveset
 from s3repo_core._names import Layout
 
 from . import s5cmd
+from .baselines import list_and_delete
 from .context import Env, Sizes
 
 Side = Callable[[Env], float]
@@ -129,50 +131,64 @@ def _stored(env: Env, side: str, folder: Path, prefix: str) -> None:
         raise AssertionError(f"the template {template} is empty")
 
 
-def reingest_ours(folder: Callable[[Env], Path], age: float) -> Side:
-    """put_files of a directory stored ``age`` seconds ago by put_files."""
+@contextmanager
+def _own_prefix(env: Env, side: str) -> Iterator[str]:
+    """A fresh prefix for one repetition of ``side``, emptied afterwards whatever happens."""
+    prefix = _prefix(env, side)
+    try:
+        yield prefix
+    finally:
+        env.clear_prefix(prefix)
+
+
+def _reingest(
+    folder: Callable[[Env], Path],
+    age: float,
+    who: str,
+    again: Callable[[Env, list[Path], str], None],
+) -> Side:
+    """A side that finds the directory stored by ``who`` ``age`` seconds ago, then times
+    ``again(env, paths, prefix)``: storing it once more."""
 
     def side(env: Env) -> float:
         paths = _paths(folder(env))
-        prefix = _prefix(env, "ours")
         env.move_clock(reset=True)
         try:
-            _stored(env, "ours", folder(env), prefix)
-            env.move_clock(age)
-            env.forget_setup_memory()
-            repo = env.repo(prefix)
-            with env.measure():
-                files = repo.put_files(paths)
-            if len({file.digest for file in files}) != len(paths):
-                raise AssertionError(f"{len(paths)} distinct files gave other digests")
+            with _own_prefix(env, who) as prefix:
+                _stored(env, who, folder(env), prefix)
+                env.move_clock(age)
+                again(env, paths, prefix)
         finally:
-            env.clear_prefix(prefix)
             env.move_clock(reset=True)
         return len(paths)
 
     return side
+
+
+def reingest_ours(folder: Callable[[Env], Path], age: float) -> Side:
+    """put_files of a directory stored ``age`` seconds ago by put_files."""
+
+    def again(env: Env, paths: list[Path], prefix: str) -> None:
+        env.forget_setup_memory()
+        repo = env.repo(prefix)
+        with env.measure():
+            files = repo.put_files(paths)
+        if len({file.digest for file in files}) != len(paths):
+            raise AssertionError(f"{len(paths)} distinct files gave other digests")
+
+    return _reingest(folder, age, "ours", again)
 
 
 def reingest_s5cmd(folder: Callable[[Env], Path], age: float) -> Side:
     """s5cmd sync of a directory synced ``age`` seconds ago."""
 
-    def side(env: Env) -> float:
-        paths = _paths(folder(env))
-        prefix = _prefix(env, "s5cmd")
-        env.move_clock(reset=True)
-        try:
-            _stored(env, "s5cmd", folder(env), prefix)
-            env.move_clock(age)
-            with env.measure():
-                out = _s5cmd(env, "sync", f"{folder(env)}/", f"s3://{env.bucket}/{prefix}/")
-            if _copied(out):
-                raise AssertionError(f"s5cmd sync copied {_copied(out)} stored files again")
-        finally:
-            env.clear_prefix(prefix)
-            env.move_clock(reset=True)
-        return len(paths)
+    def again(env: Env, paths: list[Path], prefix: str) -> None:
+        with env.measure():
+            out = _s5cmd(env, "sync", f"{folder(env)}/", f"s3://{env.bucket}/{prefix}/")
+        if _copied(out):
+            raise AssertionError(f"s5cmd sync copied {_copied(out)} stored files again")
 
-    return side
+    return _reingest(folder, age, "s5cmd", again)
 
 
 # -- ingest of a new directory ----------------------------------------------------------------
@@ -181,15 +197,12 @@ def reingest_s5cmd(folder: Callable[[Env], Path], age: float) -> Side:
 def ingest_ours(folder: Callable[[Env], Path]) -> Side:
     def side(env: Env) -> float:
         paths = _paths(folder(env))
-        prefix = _prefix(env, "ours")
-        repo = env.repo(prefix)
-        try:
+        with _own_prefix(env, "ours") as prefix:
+            repo = env.repo(prefix)
             with env.measure():
                 files = repo.put_files(paths)
             if len({file.digest for file in files}) != len(paths):
                 raise AssertionError(f"{len(paths)} distinct files gave other digests")
-        finally:
-            env.clear_prefix(prefix)
         return len(paths)
 
     return side
@@ -200,18 +213,15 @@ def ingest_boto3(folder: Callable[[Env], Path]) -> Side:
 
     def side(env: Env) -> float:
         paths = _paths(folder(env))
-        prefix = _prefix(env, "boto3")
         client, bucket = env.client, env.bucket
+        with _own_prefix(env, "boto3") as prefix:
 
-        def put(path: Path) -> None:
-            with open(path, "rb") as body:
-                client.put_object(Bucket=bucket, Key=f"{prefix}/{path.name}", Body=body)
+            def put(path: Path) -> None:
+                with open(path, "rb") as body:
+                    client.put_object(Bucket=bucket, Key=f"{prefix}/{path.name}", Body=body)
 
-        try:
             with ThreadPoolExecutor(env.sizes.concurrency) as pool, env.measure():
                 list(pool.map(put, paths))
-        finally:
-            env.clear_prefix(prefix)
         return len(paths)
 
     return side
@@ -222,14 +232,11 @@ def ingest_s5cmd(folder: Callable[[Env], Path]) -> Side:
 
     def side(env: Env) -> float:
         paths = _paths(folder(env))
-        prefix = _prefix(env, "s5cmd")
-        try:
+        with _own_prefix(env, "s5cmd") as prefix:
             with env.measure():
                 out = _s5cmd(env, "cp", f"{folder(env)}/*", f"s3://{env.bucket}/{prefix}/")
             if _copied(out) != len(paths):
                 raise AssertionError(f"s5cmd cp copied {_copied(out)} of {len(paths)} files")
-        finally:
-            env.clear_prefix(prefix)
         return len(paths)
 
     return side
@@ -295,35 +302,16 @@ def collect_many_base(env: Env) -> float:
     _age_many(env)
     client, bucket, layout = env.client, env.bucket, Layout(_MANY_PREFIX)
     keep = {str(Digest.of(body)) for body in live}
-    skip = len(layout.objects)
-    scanned = deleted = 0
 
-    def delete(batch: list[dict[str, str]]) -> int:
-        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        if response.get("Errors"):
-            raise AssertionError(f"baseline delete failed: {response['Errors'][:3]}")
-        return len(batch)
+    def grace_before_date(page: dict[str, Any]) -> datetime:
+        date = page["ResponseMetadata"]["HTTPHeaders"]["date"]
+        return parsedate_to_datetime(date) - timedelta(hours=24)
 
     try:
         with env.measure():
-            batch: list[dict[str, str]] = []
-            threshold = None
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=layout.objects
+            scanned, deleted = list_and_delete(
+                client, bucket, layout.objects, keep, grace_before_date
             )
-            for page in pages:
-                if threshold is None:
-                    date = page["ResponseMetadata"]["HTTPHeaders"]["date"]
-                    threshold = parsedate_to_datetime(date) - timedelta(hours=24)
-                for item in page.get("Contents", []):
-                    scanned += 1
-                    if item["Key"][skip:] not in keep and item["LastModified"] < threshold:
-                        batch.append({"Key": item["Key"]})
-                        if len(batch) == 1000:
-                            deleted += delete(batch)
-                            batch = []
-            if batch:
-                deleted += delete(batch)
     finally:
         env.move_clock(reset=True)
     if (scanned, deleted) != (2 * len(live), len(live)):

@@ -205,4 +205,3 @@ def run(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows
-

@@ -267,4 +267,3 @@ def start_counted(name: str) -> tuple[LocalS3, Tap]:
     """Start the server ``name`` ('moto' or 'juicefs') and the tap that counts its requests."""
     server = CountedMoto().start() if name == "moto" else start_server(name)
     return server, tap_for(server)
-
