@@ -41,6 +41,7 @@ from s3repo_core import (
     CollectReport,
     PlannedCollection,
     RetentionDecision,
+    S3Repository,
     apply_retention,
     decide_retention,
     read_manifest_infos,
@@ -140,7 +141,7 @@ def plan_collection(
     iom = io_manager if isinstance(io_manager, S3RepoIOManager) else None
     if iom is not None and iom.manifests is not None:
         with repository_step(f"applying retention to the records under {iom.manifests}"):
-            decision = decide(context, iom, repository)
+            decision = decide(context, iom, repo, repository.client())
             context.log.info(
                 f"retention: {decision.summary()}"
                 + (" (dry run: none retired)" if config.dry_run else "")
@@ -180,14 +181,13 @@ def plan_collection(
 
 
 def decide(
-    context: OpExecutionContext, iom: S3RepoIOManager, repository: S3RepoResource
+    context: OpExecutionContext, iom: S3RepoIOManager, repo: S3Repository, client: Any
 ) -> RetentionDecision:
     """Which of the IO manager's records its policy keeps, by Dagster's event log."""
     assert iom.manifests is not None
-    repo = repository.repository()
     default = iom.retention_policy()
     return decide_retention(
-        read_manifest_infos(iom.manifests, client=repository.client()),
+        read_manifest_infos(iom.manifests, client=client),
         now=repo.server_now(),
         latest=latest_runs(context.instance),
         policy=default,  # for records that carry no policy of their own

@@ -171,8 +171,6 @@ class S3RepoIOManager(ConfigurableIOManager):
         started = time.monotonic()  # before the first store: what the record counts from
         with repository_step(what):
             repo = self.repository.repository()
-            if self.manifests is not None:
-                check_manifest_location(self.manifests)  # before storing anything
             try:
                 stored = store_value(repo, obj, allow_pickle=self.allow_pickle)
             except PickleRefusedError as error:
