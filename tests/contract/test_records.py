@@ -36,6 +36,9 @@ REFRESH = timedelta(milliseconds=200)
 SETTLE = timedelta(seconds=2)
 GRACE = timedelta(seconds=4, milliseconds=500)
 SECONDS = 12
+# keep acts on objects older than refresh_window; Last-Modified has whole seconds
+KEEP_REFRESH = timedelta(seconds=1)
+KEEP_AGE = 4
 
 
 def age_of(impl: Impl, digest: Digest) -> float:
@@ -48,23 +51,23 @@ def age_of(impl: Impl, digest: Digest) -> float:
 
 
 def test_keep_makes_old_objects_young_and_names_each_file_once(impl: Impl) -> None:
-    repo = impl.repo
+    repo = impl.make(refresh_window=KEEP_REFRESH)
     old, new = repo.put(b"old content"), repo.put(b"new content")
-    impl.age(60)
+    impl.age(KEEP_AGE)  # older than refresh_window: keep must act
     files = repo.keep([old, File(new, len(b"new content")), str(old)])
     assert files == [File(old, len(b"old content")), File(new, len(b"new content"))]
-    assert age_of(impl, old) < 30  # refreshed, or named by a touch record
+    assert age_of(impl, old) < KEEP_AGE - 1  # refreshed, or named by a touch record
 
 
 def test_keep_of_a_missing_object_is_not_exist_and_keeps_nothing(impl: Impl) -> None:
-    repo = impl.repo
+    repo = impl.make(refresh_window=KEEP_REFRESH)
     here = repo.put(b"here")
-    impl.age(60)
+    impl.age(KEEP_AGE)
     missing = Digest.of(b"never stored")
     with pytest.raises(NotExistError) as caught:
         repo.keep([here, missing])
     assert caught.value.digest == missing
-    assert age_of(impl, here) >= 59  # not refreshed: the call failed before keeping
+    assert age_of(impl, here) >= KEEP_AGE - 1  # not refreshed: the call failed before keeping
 
 
 def test_keep_of_a_file_with_the_wrong_size_is_an_integrity_error(impl: Impl) -> None:
