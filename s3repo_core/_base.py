@@ -190,7 +190,7 @@ class StoreRepository:
                     digest=digest,
                 )
         self.keeper.page_size = self.list_page_size
-        kept = self.keeper.keep_all([s for s in seen.values() if s is not None])
+        kept = self.keeper.keep_fresh([s for s in seen.values() if s is not None])
         if kept.vanished:
             # Deleted while it was being kept: only its bytes could bring it back.
             vanished = next(d for d, key in key_of.items() if key == kept.vanished[0])

@@ -13,24 +13,21 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from ._digest import File
 from ._errors import IntegrityError
-from ._keeper import Keeper
+from ._keeper import Keeper, Kept
 from ._names import Layout
 from ._store import Stat, Store
 from ._streams import HashingReader
-from ._survey import Sighting, survey
+from ._survey import survey
 
 __all__ = ["Batch", "file_of", "hash_file"]
 
 WriteNew = Callable[[File, BinaryIO], None]
 Progress = Callable[[Path, File], None]
-#: Passes at the end of a batch that freshen what it confirmed early (see ``run``).
-MAX_FRESHENING_PASSES = 8
 
 
 def file_of(stream: BinaryIO) -> File:
@@ -125,25 +122,16 @@ class Batch:
     ) -> None:
         """The guarantee counts from the return: what this call stored or confirmed
         more than ``refresh_window`` before now is made fresh again (one touch record
-        where allowed), until nothing is. Each pass is shorter than the one before."""
-        limit = self.keeper.windows.refresh_window.total_seconds()
-        for _ in range(MAX_FRESHENING_PASSES):
-            early = [key for key, at in born.items() if time.monotonic() - at > limit]
-            if not early:
+        where allowed; ``Keeper.freshen_early``), and what vanished meanwhile is
+        written again, until nothing is early."""
+        kept = Kept(born=born)  # ``write`` records each key it writes in ``born``
+        sizes = {key: file.size for key, file in file_at.items()}
+        while True:
+            self.keeper.freshen_early(kept, sizes)
+            if not kept.vanished:
                 return
-            asked = time.monotonic()
-            now = self.store.server_now(self.layout.collections)
-            ours = [
-                Sighting(Stat(key, file_at[key].size, now - _since(born[key], asked), now), asked)
-                for key in early
-            ]
-            kept = self.keeper.keep_all(ours, ours=True)
-            born.update(kept.born)
-            list(pool.map(write, kept.vanished))
-
-
-def _since(at: float, now: float) -> timedelta:
-    return timedelta(seconds=max(0.0, now - at))
+            vanished, kept.vanished = kept.vanished, []
+            list(pool.map(write, vanished))
 
 
 def _size_clash(store: Store, file: File, found: Stat) -> IntegrityError:

@@ -9,12 +9,12 @@ work on any ``Store``, so every repository implementation shares them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, UnavailableError
 from ._lease import LeaseTimes, any_live_lease
 from ._names import Layout
 from ._protocol import read_marker
@@ -37,6 +37,9 @@ DEFAULT_GRACE = timedelta(hours=24)
 DEFAULT_SETTLE = timedelta(seconds=60)
 #: S3 times (Last-Modified, Date) are whole seconds: every comparison allows for it.
 CLOCK_RESOLUTION = timedelta(seconds=1)
+
+#: Passes of :meth:`Keeper.freshen_early` before it gives up.
+MAX_FRESHENING_PASSES = 8
 
 #: Refreshes ``stat``'s key (gives it a new last-modified time); False if it vanished.
 Refresh = Callable[[Stat], bool]
@@ -121,7 +124,43 @@ class Keeper:
     def keep(self, found: Stat) -> bool:
         """A writer found ``found.key`` stored: make sure it stays; False if it vanished
         meanwhile, so that the caller writes it again."""
-        return not self.keep_all([Sighting(found, time.monotonic())]).vanished
+        return not self.keep_fresh([Sighting(found, time.monotonic())]).vanished
+
+    def keep_fresh(self, seen: Sequence[Sighting]) -> Kept:
+        """:meth:`keep_all`, and then, as the guarantee counts from the writer's return,
+        :meth:`freshen_early` (a writer held up while keeping, by a slow store or a busy
+        machine, keeps again)."""
+        kept = self.keep_all(seen)
+        sizes = {sighting.key: sighting.stat.size for sighting in seen}
+        self.freshen_early(kept, sizes)
+        return kept
+
+    def freshen_early(self, kept: Kept, sizes: Mapping[str, int]) -> None:
+        """Keep again what ``kept`` made fresh more than ``refresh_window`` ago, until
+        nothing is (``sizes``: each key's size); vanished keys are added to ``kept``.
+        Each pass is shorter than the one before; UnavailableError if they never end."""
+        limit = self.windows.refresh_window.total_seconds()
+        for _ in range(MAX_FRESHENING_PASSES):
+            early = [key for key, at in kept.born.items() if time.monotonic() - at > limit]
+            if not early:
+                return
+            asked = time.monotonic()
+            now = self.store.server_now(self.layout.collections)
+            ours = [
+                Sighting(Stat(key, sizes[key], now - _since(kept.born[key], asked), now), asked)
+                for key in early
+            ]
+            again = self.keep_all(ours, ours=True)
+            kept.born.update(again.born)
+            for key in again.vanished:
+                del kept.born[key]
+                kept.vanished.append(key)
+        raise UnavailableError(
+            f"{self.store.where(self.layout.objects)}: keeping {len(kept.born)} objects took "
+            f"longer than refresh_window ({limit:g} s) {MAX_FRESHENING_PASSES} times over; "
+            "the store or this machine is too slow for the guarantee to hold at return",
+            key=self.layout.objects,
+        )
 
     def keep_all(self, seen: Sequence[Sighting], *, ours: bool = False) -> Kept:
         """A writer found each of ``seen`` stored: make sure they stay.
@@ -271,6 +310,10 @@ class Keeper:
 def _server_age(sighting: Sighting) -> float:
     """Seconds since it was modified, at least: by the store's clock when it answered."""
     return (sighting.stat.now - sighting.stat.modified).total_seconds()
+
+
+def _since(at: float, now: float) -> timedelta:
+    return timedelta(seconds=max(0.0, now - at))
 
 
 def _store_now(seen: Sequence[Sighting]) -> datetime:

@@ -34,14 +34,18 @@ from s3repo_core import Digest, FileRepository, Repository, S3Repository, set_cl
 
 MiB = 1024 * 1024
 
-# Short windows, so that collection tests age objects past grace in seconds.
+# Short windows, so that collection tests age objects past grace in seconds. A writer
+# keeps what it stored within refresh_window of returning, so refresh_window must
+# outlast a pass of refreshes on a busy machine (the suite runs in four workers on two
+# cores): at 0.2 s, writers under load could not, and failed with UnavailableError.
 WINDOWS: dict[str, timedelta] = {
-    "refresh_window": timedelta(milliseconds=200),
+    "refresh_window": timedelta(seconds=1),
     "settle": timedelta(milliseconds=400),
-    "grace": timedelta(seconds=2, milliseconds=700),
+    "grace": timedelta(seconds=3, milliseconds=500),
 }
-# Past grace, plus a second each for whole-second Last-Modified and Date (S3 servers).
-AGE = 5.6
+# Past grace, plus a second each for whole-second Last-Modified and Date (S3 servers),
+# and a second for a busy machine.
+AGE = 6.6
 
 #: Capabilities a test may require (see Impl.require).
 UPLOADS = "uploads"  # writers leave upload keys that collection sweeps

@@ -31,18 +31,24 @@ def run_race(
     errors: list[BaseException],
     *,
     seconds: float,
+    rounds: int,
     collect_once: Callable[[], int],
     protected: Callable[[float], Iterable[Digest]],
 ) -> Race:
-    """Start ``writers``; until ``seconds`` pass or a writer fails, run ``collect_once``
-    (how many it collected), then stat each of ``protected(started)`` (``started``: the
-    round's ``time.time()`` at its start). Then set ``stop`` and join the writers."""
+    """Start ``writers``; until ``seconds`` have passed and ``rounds`` collections have
+    run (on a busy machine that takes longer; at most four times ``seconds``), or a
+    writer fails, run ``collect_once`` (how many it collected), then stat each of
+    ``protected(started)`` (``started``: the round's ``time.time()`` at its start).
+    Then set ``stop`` and join the writers."""
     race = Race()
     for thread in writers:
         thread.start()
-    stop_at = time.monotonic() + seconds
+    began = time.monotonic()
+    stop_at, give_up_at = began + seconds, began + 4 * seconds
     try:
-        while time.monotonic() < stop_at and not errors:
+        while not errors and time.monotonic() < give_up_at:
+            if time.monotonic() >= stop_at and race.rounds >= rounds:
+                break
             started = time.time()
             race.collected += collect_once()
             race.rounds += 1

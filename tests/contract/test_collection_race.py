@@ -28,14 +28,15 @@ from s3repo_core.liveset import ExactLiveset
 # A settle long enough that a delete can be held 0.4 s between its decision and its
 # request (a quarter of settle is as long as a decision may be acted on unchecked): the
 # race window a writer must wait out after finding or refreshing an object.
-REFRESH = timedelta(milliseconds=200)
+REFRESH = timedelta(seconds=1)  # outlasts a pass of refreshes on a busy machine
 SETTLE = timedelta(seconds=2)
-GRACE = timedelta(seconds=4, milliseconds=500)
+GRACE = timedelta(seconds=5, milliseconds=500)
 PAUSE_BEFORE_DELETE = 0.4
 # Objects told stored less than this before a collection started are protected from it:
 # grace - refresh_window, less a margin for whole-second server times.
 PROTECTED = (GRACE - REFRESH).total_seconds() - 1.5
 SECONDS = 12
+ROUNDS = 10  # collections at least, however long they take
 
 
 @pytest.mark.parametrize("touch_records", [False, True], ids=["refresh-each", "touch-records"])
@@ -86,12 +87,13 @@ def test_no_object_a_writer_was_told_is_stored_vanishes(
         stop,
         errors,
         seconds=SECONDS,
+        rounds=ROUNDS,
         collect_once=lambda: repo.collect(ExactLiveset([])).collected,
         protected=protected,
     )
     assert not errors, errors
     assert race.violations == []
-    assert race.rounds >= 10, f"{race.rounds} collections ({race.collected} objects collected)"
+    assert race.rounds >= ROUNDS, f"{race.rounds} collections ({race.collected} objects collected)"
     assert race.collected > 0  # the collections did delete garbage while writers ran
     records = [key for key in impl.stored_keys() if key.startswith(impl.store_key("touches/"))]
     assert bool(records) == touch_records  # and the writers kept it the way asked

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from contract_kit import AGE, Impl
 
-from s3repo_core import Digest, NotExistError
+from s3repo_core import Digest, NotExistError, UnavailableError
 from s3repo_core import _keeper as keeper_module
 from s3repo_core._collect import collect
 from s3repo_core._touches import LANDING_LIMIT, TouchLog, decode_record, write_record
@@ -126,6 +126,54 @@ def test_a_long_put_files_ends_with_everything_it_kept_fresh(
     repo.put_files([old, new])
     # The record written at the start is 3.5 s old by now: the batch touched again.
     assert effective_age(repo, old_file.digest) <= refresh.total_seconds() + 1
+
+
+def held_up_after_each_record(monkeypatch: pytest.MonkeyPatch, seconds: list[float]) -> None:
+    """The writer stalls (a slow store, a busy machine) just after each touch record
+    lands, for the next of ``seconds``; then no more."""
+    write = keeper_module.write_record
+
+    def held_up(*args: Any) -> bool:
+        landed = write(*args)
+        if seconds:
+            time.sleep(seconds.pop(0))
+        return landed
+
+    monkeypatch.setattr(keeper_module, "write_record", held_up)
+
+
+def test_a_put_held_up_after_its_record_keeps_again_before_it_returns(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guarantee counts from the return, so the time a writer spends after its
+    record landed counts against refresh_window too."""
+    refresh = timedelta(seconds=1)
+    repo = impl.make(
+        refresh_window=refresh, settle=timedelta(milliseconds=400), grace=timedelta(seconds=4)
+    )
+    repo.enable_touch_records()
+    digest = repo.put(b"kept by a writer that was held up")
+    impl.age(AGE)
+    held_up_after_each_record(monkeypatch, [3.0])
+    repo.put(b"kept by a writer that was held up")
+    assert effective_age(repo, digest) <= refresh.total_seconds() + 1
+    assert len(record_keys(repo)) == 2  # the late one, and one written before returning
+
+
+def test_a_writer_that_can_never_keep_in_time_fails_instead_of_returning(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = impl.make(
+        refresh_window=timedelta(milliseconds=300),
+        settle=timedelta(milliseconds=400),
+        grace=timedelta(seconds=4),
+    )
+    repo.enable_touch_records()
+    repo.put(b"never kept in time")
+    impl.age(AGE)
+    held_up_after_each_record(monkeypatch, [0.4] * 20)
+    with pytest.raises(UnavailableError, match="longer than refresh_window"):
+        repo.put(b"never kept in time")
 
 
 def test_collection_keeps_what_a_record_touched_then_removes_the_record(impl: Impl) -> None:
