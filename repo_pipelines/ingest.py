@@ -4,7 +4,8 @@ Files are stored with ``S3Repository.put_files``: concurrently (the resource's
 ``concurrency``), hashed, then uploaded unless already stored, which a LIST answers
 for many files at once where that is cheaper than a HEAD each. The output is
 one ManifestRow per input (digest, size, where it came from), in input order, which
-the manifest op turns into a liveset manifest.
+the manifest op turns into a liveset manifest. An observation of the repository asset
+says what the ingest added and what was stored already.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
@@ -18,7 +19,9 @@ from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, 
 from pydantic import Field
 
 from s3repo_core import File, InvalidArgumentError, ManifestRow, NotExistError, S3Repository
+from s3repo_core.values import store_value
 
+from .assets import stored_observation
 from .errors import repository_step
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
@@ -136,11 +139,23 @@ def ingest(
         )
         hashed = Progress(context, len(files), "hashed")
         progress = Progress(context, len(files), "stored")
+        written: list[File] = []
         stored = (
-            repo.put_files(files, on_hashed=hashed.done, on_stored=progress.done) if files else []
+            repo.put_files(
+                files,
+                on_hashed=hashed.done,
+                on_stored=progress.done,
+                on_written=lambda _, file: written.append(file),
+            )
+            if files
+            else []
         )
         rows = [ManifestRow(f.digest, f.size, str(p)) for p, f in zip(files, stored, strict=True)]
         for name, data in upstream:
-            rows.append(ManifestRow(repo.put(data), len(data), name))
+            value = store_value(repo, data)
+            written.extend(value.written)
+            rows.append(ManifestRow(value.digest, len(data), name))
     seconds = time.monotonic() - started
+    objects = [File(row.digest, row.size) for row in rows]
+    context.log_event(stored_observation(repo.url, objects, written, "ingest"))
     return Output(rows, metadata=ingested_metadata(repo, rows, seconds))

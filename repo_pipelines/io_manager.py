@@ -59,6 +59,7 @@ from s3repo_core.retention import (
 )
 from s3repo_core.values import PickleRefusedError, StoredValue, ValueFormat, load_value, store_value
 
+from .assets import stored_observation
 from .errors import repository_step
 from .resources import S3RepoResource
 
@@ -180,6 +181,9 @@ class S3RepoIOManager(ConfigurableIOManager):
             with repository_step(f"recording output {_output_name(context)}"):
                 metadata["record"] = self._record(context, repo, stored, started)
         context.add_output_metadata(metadata)
+        context.log_event(
+            stored_observation(repo.url, stored.objects, stored.written, _output_name(context))
+        )
         if context.has_asset_key:
             _set_data_version(context, stored.digest)
         context.log.debug(

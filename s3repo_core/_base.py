@@ -138,8 +138,9 @@ class StoreRepository:
         paths: Iterable[str | os.PathLike[str]],
         on_hashed: Callable[[Path, File], None] | None,
         on_stored: Callable[[Path, File], None] | None,
+        on_written: Callable[[Path, File], None] | None,
     ) -> list[File]:
-        return self._batch().run(paths, on_hashed, on_stored)
+        return self._batch().run(paths, on_hashed, on_stored, on_written)
 
     def server_now(self) -> datetime:
         """The store's clock (on S3, from the Date header of a cheap LIST): what object

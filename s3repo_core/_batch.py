@@ -69,6 +69,7 @@ class Batch:
         given: Iterable[str | os.PathLike[str]],
         on_hashed: Progress | None = None,
         on_stored: Progress | None = None,
+        on_written: Progress | None = None,
     ) -> list[File]:
         paths = [Path(path) for path in given]
 
@@ -103,6 +104,8 @@ class Batch:
                 with paths_of[file][0].open("rb") as body:
                     self.write_new(file, body)
                 born[key] = began
+                if on_written is not None:
+                    on_written(paths_of[file][0], file)
                 return key
 
             for key in born:

@@ -230,9 +230,10 @@ class FileRepository(StoreRepository):
         *,
         on_hashed: Callable[[Path, File], None] | None = None,
         on_stored: Callable[[Path, File], None] | None = None,
+        on_written: Callable[[Path, File], None] | None = None,
     ) -> list[File]:
         """Store the files at ``paths`` as :meth:`put_file` would; their Files, in order."""
-        return self._put_files(paths, on_hashed, on_stored)
+        return self._put_files(paths, on_hashed, on_stored, on_written)
 
 
 register_scheme(FileRepository.scheme, FileRepository.from_url)

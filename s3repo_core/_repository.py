@@ -78,9 +78,13 @@ class Repository(Protocol):
         *,
         on_hashed: Callable[[Path, File], None] | None = None,
         on_stored: Callable[[Path, File], None] | None = None,
+        on_written: Callable[[Path, File], None] | None = None,
     ) -> list[File]:
         """Store the files at ``paths``; their Files, in order. A file that cannot be
-        read raises its OSError; one that changes while stored, IntegrityError."""
+        read raises its OSError; one that changes while stored, IntegrityError.
+        Callbacks, from worker threads: ``on_hashed`` per path once hashed,
+        ``on_stored`` per path once its content is stored, ``on_written`` once per
+        content this call wrote (the first path holding it): the rest was stored."""
         ...
 
     def keep(self, files: Iterable[File | Digest | str]) -> list[File]:

@@ -293,21 +293,22 @@ class S3Repository(StoreRepository):
         *,
         on_hashed: Callable[[Path, File], None] | None = None,
         on_stored: Callable[[Path, File], None] | None = None,
+        on_written: Callable[[Path, File], None] | None = None,
     ) -> list[File]:
         """Store the files at ``paths``, concurrently, as :meth:`put` would; their Files.
 
-        Each file is hashed first. Which of them are stored already is then asked of S3
-        with a LIST of the keys from the least digest to the greatest, as far as that
-        takes fewer requests than a HEAD for each (a new or small repository, a large
-        batch); a file it shows absent is uploaded without a HEAD, and the others go
-        the way of :meth:`put_file`. Each file is read again as it is uploaded, and
-        hashed again: IntegrityError if it changed. A file that cannot be read raises
-        its OSError. For progress, ``on_hashed(path, file)`` is called as each file is
-        hashed and ``on_stored(path, file)`` for each path once its content is stored,
-        from worker threads.
+        Each file is hashed first. Which contents are stored already is then asked of
+        S3 with a LIST from the least digest to the greatest, or a HEAD each where that
+        takes fewer requests (``_survey``); what it shows stored is kept without a
+        request per file (``_keeper``), and the rest is uploaded, each file read and
+        hashed again as it goes: IntegrityError if it changed. A file that cannot be
+        read raises its OSError. ``on_hashed(path, file)`` is called as each file is
+        hashed, ``on_stored(path, file)`` for each path once its content is stored, and
+        ``on_written(path, file)`` once per content this call uploaded, from worker
+        threads.
         """
         with self.options.named_in_refusals():
-            return self._put_files(paths, on_hashed, on_stored)
+            return self._put_files(paths, on_hashed, on_stored, on_written)
 
     def _write_verified(self, file: File, body: Body) -> None:
         self.writer.write_verified(file, body)

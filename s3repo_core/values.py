@@ -103,7 +103,8 @@ class StoredValue:
     the value. ``objects`` is every object the value needs, that one first: what a
     record of this value must keep live. ``stored_before`` says the object was in the
     repository before this store (found by a stat just before it; a concurrent writer
-    of the same bytes may make both say False).
+    of the same bytes may make both say False). ``written`` is what this store
+    uploaded, of ``objects``: the rest was stored already, which is dedup at work.
     """
 
     file: File
@@ -116,6 +117,7 @@ class StoredValue:
     tree: Tree | None = None
     #: The number of rows of a stored table.
     rows: int | None = None
+    written: tuple[File, ...] = ()
 
     @property
     def digest(self) -> Digest:
@@ -181,7 +183,7 @@ def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -
     """
     if isinstance(value, bytes | bytearray | memoryview):
         file, before = _store_bytes(repo, bytes(value))
-        return StoredValue(file, ValueFormat.BYTES, before, (file,))
+        return _single(file, ValueFormat.BYTES, before)
     if isinstance(value, PurePath):
         return _store_path(repo, Path(value))
     dataframe = _dataframe_class()
@@ -190,7 +192,7 @@ def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -
         with tempfile.TemporaryFile() as spool:
             write_parquet(table, spool)
             file, before = _store_stream(repo, spool)
-        return StoredValue(file, ValueFormat.PARQUET, before, (file,), rows=table.num_rows)
+        return _single(file, ValueFormat.PARQUET, before, rows=table.num_rows)
     if not allow_pickle:
         raise PickleRefusedError(
             f"a {type(value).__qualname__} would be stored as a pickle, and pickle is not "
@@ -205,17 +207,27 @@ def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -
                 f"a {type(value).__qualname__} cannot be pickled: {error}"
             ) from error
         file, before = _store_stream(repo, spool)
-    return StoredValue(file, ValueFormat.PICKLE, before, (file,))
+    return _single(file, ValueFormat.PICKLE, before)
+
+
+def _single(file: File, format: ValueFormat, before: bool, **more: Any) -> StoredValue:
+    """A value of one object, written unless it was stored before."""
+    return StoredValue(file, format, before, (file,), written=() if before else (file,), **more)
 
 
 def _store_path(repo: Repository, path: Path) -> StoredValue:
     if path.is_file():
         with path.open("rb") as stream:
             file, before = _store_stream(repo, stream)
-        return StoredValue(file, ValueFormat.FILE, before, (file,), name=path.name)
+        return _single(file, ValueFormat.FILE, before, name=path.name)
     if path.is_dir():
         found = scan_directory(path)
-        stored = repo.put_files([p for _, p, _ in found]) if found else []
+        written: list[File] = []
+        stored = (
+            repo.put_files([p for _, p, _ in found], on_written=lambda _, f: written.append(f))
+            if found
+            else []
+        )
         tree = Tree.of(
             [
                 TreeEntry(relative, file, executable)
@@ -224,7 +236,17 @@ def _store_path(repo: Repository, path: Path) -> StoredValue:
         )
         file, before = _store_bytes(repo, tree.encode())
         objects = (file, *(f for f in tree.files() if f != file))
-        return StoredValue(file, ValueFormat.TREE, before, objects, name=path.name, tree=tree)
+        if not before:
+            written.insert(0, file)
+        return StoredValue(
+            file,
+            ValueFormat.TREE,
+            before,
+            objects,
+            name=path.name,
+            tree=tree,
+            written=tuple(dict.fromkeys(written)),
+        )
     if not path.exists():
         raise NotExistError(f"{path} does not exist")
     raise InvalidArgumentError(f"{path} is neither a file nor a directory")

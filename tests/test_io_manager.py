@@ -289,6 +289,53 @@ def test_an_unchanged_rematerialization_uploads_nothing(
         assert newer.metadata["stored_before"].value is True
 
 
+def repository_observations(result: ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """The metadata of each observation of the repository asset, by the output it is of."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            observed = event.event_specific_data.asset_observation
+            assert observed.asset_key == AssetKey(["s3repo", "repository"])
+            found[observed.description.split(":")[0]] = {
+                k: getattr(v, "value", v) for k, v in observed.metadata.items()
+            }
+    return found
+
+
+def test_each_output_logs_what_it_added_to_the_repository(
+    resource: S3RepoResource, instance: DagsterInstance, tmp_path: Path
+) -> None:
+    model, build = make_inputs(tmp_path)
+    assets = value_assets(model, build, {})
+    manager = S3RepoIOManager(repository=resource)
+    first = repository_observations(
+        materialize(assets, resources={"io_manager": manager}, instance=instance)
+    )
+    (build / "run.sh").write_bytes(b"#!/bin/sh\necho changed\n")  # 25 bytes
+    again = repository_observations(
+        materialize(assets, resources={"io_manager": manager}, instance=instance)
+    )
+
+    names = {"raw", "model_file", "build_dir", "table", "frame", "settings"}
+    assert set(first) == set(again) == names
+    assert first["raw"] == {
+        "repository": core_of(resource).url,
+        "objects_added": 1,
+        "bytes_added": len(b"raw bytes"),
+        "dedup_hits": 0,
+        "bytes_deduplicated": 0,
+    }
+    assert first["build_dir"]["objects_added"] == 3  # two files and the tree
+    assert first["build_dir"]["dedup_hits"] == 0
+    for name in names - {"build_dir"}:
+        assert again[name]["objects_added"] == again[name]["bytes_added"] == 0
+        assert again[name]["dedup_hits"] == 1
+        assert again[name]["bytes_deduplicated"] == first[name]["bytes_added"]
+    tree = again["build_dir"]  # the new run.sh and a new tree; nested.txt was stored
+    assert (tree["objects_added"], tree["dedup_hits"], tree["bytes_deduplicated"]) == (2, 1, 7)
+    assert tree["bytes_added"] > 25
+
+
 def test_the_data_version_is_the_digest(
     resource: S3RepoResource, instance: DagsterInstance
 ) -> None:

@@ -141,6 +141,28 @@ def test_ingest_puts_files_and_directories_and_outputs_rows_in_order(
     assert result.output_for_node("write_manifest") is None  # no manifest asked for
 
 
+def test_ingest_observes_what_it_added_and_what_was_stored_already(
+    defs: Definitions, core: S3Repository, tmp_path: Path
+) -> None:
+    (tmp_path / "a").write_bytes(b"a" * 1000)
+    (tmp_path / "copy of a").write_bytes(b"a" * 1000)
+    (tmp_path / "b").write_bytes(b"bb")
+    config = {"ingest": {"config": {"paths": [str(tmp_path)]}}}
+    (first,) = observations(run(defs, "ingest_job", config))
+    (tmp_path / "c").write_bytes(b"ccc")
+    (again,) = observations(run(defs, "ingest_job", config))
+
+    assert first == {
+        "repository": core.url,
+        "objects_added": 2,  # two contents; the copy is the same object
+        "bytes_added": 1002,
+        "dedup_hits": 0,
+        "bytes_deduplicated": 0,
+    }
+    assert (again["objects_added"], again["bytes_added"]) == (1, 3)
+    assert (again["dedup_hits"], again["bytes_deduplicated"]) == (2, 1002)
+
+
 def test_a_long_ingest_logs_its_progress(
     defs: Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,7 +32,7 @@ def test_each_file_is_stored_and_its_file_returned_in_order(impl: Impl, tmp_path
     contents.append(contents[1])
     impl.repo.put(b"stored before")
     paths = write_files(tmp_path, contents)
-    seen: dict[str, list[tuple[Path, File]]] = {"hashed": [], "stored": []}
+    seen: dict[str, list[tuple[Path, File]]] = {"hashed": [], "stored": [], "written": []}
     lock = threading.Lock()
 
     def recorder(phase: str) -> Callable[[Path, File], None]:
@@ -42,10 +42,19 @@ def test_each_file_is_stored_and_its_file_returned_in_order(impl: Impl, tmp_path
 
         return record
 
-    files = impl.repo.put_files(paths, on_hashed=recorder("hashed"), on_stored=recorder("stored"))
+    files = impl.repo.put_files(
+        paths,
+        on_hashed=recorder("hashed"),
+        on_stored=recorder("stored"),
+        on_written=recorder("written"),
+    )
     assert files == [File(Digest.of(data), len(data)) for data in contents]
     for phase in ("hashed", "stored"):  # every path once, duplicates included
         assert sorted(seen[phase]) == sorted(zip(paths, files, strict=True)), phase
+    # Each content written once, at the first path that holds it; not what was stored.
+    first_paths = {file: path for path, file in reversed(list(zip(paths, files, strict=True)))}
+    new_files = [file for file in first_paths if file != File(Digest.of(b"stored before"), 13)]
+    assert sorted(seen["written"]) == sorted((first_paths[file], file) for file in new_files)
     for data, file in zip(contents, files, strict=True):
         with impl.repo.get(file.digest) as stream:
             assert stream.read() == data
