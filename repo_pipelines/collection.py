@@ -5,8 +5,10 @@ The plan step first applies retention: if the job's IO manager is an
 keeps are retired (``s3repo_core.retention``; a dry run only lists them). It then
 calls the core's ``plan_collection``, which reads every configured manifest and the
 IO manager's records (failing closed on any bad one) and fixes the threshold; the
-step emits the plan and one dynamic output per digest-prefix shard. Each shard step
-collects only its shard, so the executor runs shards in parallel: in processes here,
+step emits the plan and one dynamic output: the whole repository (``shard_width`` 0,
+the default, whose one step lists the shards in threads), or one per digest-prefix
+shard. Each shard step collects only its shard, so the executor runs shards in
+parallel: in processes here,
 on machines with the Kubernetes, Celery or Dask executors. The liveset travels to the
 shard steps through the IO manager, which must then be storage every step can read
 (``S3RepoIOManager`` is; its records of the plan are kept by run age). The report step

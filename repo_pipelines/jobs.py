@@ -33,8 +33,9 @@ def stat_job() -> None:
 
 
 @job(
-    description="Garbage collection against the liveset in the manifests, one step per "
-    "digest-prefix shard. A dry run unless config says dry_run: false.",
+    description="Garbage collection against the liveset in the manifests: retention, "
+    "then one collect step (shard_width: 0) or one per digest-prefix shard. A dry run "
+    "unless config says dry_run: false.",
     tags={"s3repo/kind": "collection"},
 )
 def collect_job() -> None:
