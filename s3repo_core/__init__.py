@@ -28,6 +28,7 @@ from ._repository import Repository
 from ._s3repository import S3Repository
 from ._stat import stat_many
 from ._tree import Tree, TreeEntry
+from .compaction import compact_manifests, merge_manifests
 from .liveset import BloomLiveset, ExactLiveset, Liveset
 from .manifest import (
     ManifestInfo,
@@ -81,11 +82,13 @@ __all__ = [
     "UnavailableError",
     "ValueFormat",
     "apply_retention",
+    "compact_manifests",
     "decide_retention",
     "dial",
     "load_value",
     "make_client",
     "manifests_naming",
+    "merge_manifests",
     "plan_collection",
     "read_liveset",
     "read_liveset_with_info",
