@@ -1,6 +1,6 @@
 """The code location end to end on a local S3 server: ingest, manifest, collect.
 
-    python -m devkit.pipelines_demo [--server moto|juicefs] [--ui]
+    python -m devkit.pipelines_demo [--server moto|juicefs] [--ui] [--week [--days N]]
 
 (``python3 dev.py demo`` runs it too.)
 
@@ -18,7 +18,8 @@ The demo shortens the repository's grace period to seconds so that it can run in
 under a minute; deployments keep the 24 h default. On moto the grace passes at once
 (its clock is moved); the JuiceFS gateway's is waited for. With ``--ui`` the runs are kept
 in ``.dagster_home/`` and ``dagster dev -w workspace.yaml`` is started against the
-same server, until Ctrl-C.
+same server, until Ctrl-C. ``--week`` runs a week of daily materializations and
+nightly collections instead, on moto (``devkit.asset_week``).
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ from repo_pipelines.io_manager import S3RepoIOManager
 from repo_pipelines.resources import S3RepoResource
 from s3repo_core import CollectReport, Digest, ManifestRow, NotExistError
 
+from .asset_week import run_week
 from .localserver import LocalS3, start_server
 
 __all__ = ["Demo", "DemoFailure", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "s3repo-demo"
+#: The week's own bucket: moto's in-process servers share their buckets, so a week run
+#: after the demo in one process (the test session) must not collect the demo's.
+WEEK_BUCKET = "s3repo-week"
 PREFIX = "artifacts"
 #: Shortened for the demo; the defaults are 24 h, 1 h and 60 s.
 GRACE, REFRESH_WINDOW, SETTLE = 5.0, 1.0, 1.0
@@ -90,10 +95,10 @@ def make_builds(root: Path) -> tuple[Path, Path]:
 class Demo:
     """The jobs of the code location, run in process against one local server."""
 
-    def __init__(self, server: LocalS3, instance: DagsterInstance) -> None:
+    def __init__(self, server: LocalS3, instance: DagsterInstance, bucket: str = BUCKET) -> None:
         self.server = server
         self.instance = instance
-        self.bucket = server.create_bucket(BUCKET)
+        self.bucket = server.create_bucket(bucket)
         self.resource = S3RepoResource(
             bucket=self.bucket,
             prefix=PREFIX,
@@ -108,10 +113,19 @@ class Demo:
         self.defs: Definitions = build_definitions(self.resource)
         self.manifests = f"s3://{self.bucket}/manifests/"
 
-    def run(self, job: str, ops: dict[str, Any], *, expect_success: bool = True) -> Any:
+    def run(
+        self,
+        job: str,
+        ops: dict[str, Any],
+        *,
+        expect_success: bool = True,
+        defs: Definitions | None = None,
+    ) -> Any:
+        """Run ``job`` of ``defs`` (default: the code location's) in process."""
         # An expected failure is reported by the demo, not logged with its trace.
         level = "WARNING" if expect_success else "CRITICAL"
-        result: ExecuteInProcessResult = self.defs.get_job_def(job).execute_in_process(
+        job_def = (defs or self.defs).get_job_def(job)
+        result: ExecuteInProcessResult = job_def.execute_in_process(
             run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": level}}}},
             instance=self.instance,
             raise_on_error=False,
@@ -134,13 +148,7 @@ class Demo:
 
     def collect(self, dry_run: bool, defs: Definitions | None = None) -> CollectReport:
         config = {"manifests": [self.manifests], "dry_run": dry_run}
-        if defs is not None:
-            self.defs, defs = defs, self.defs
-        try:
-            result = self.run("collect_job", {"plan_collection": {"config": config}})
-        finally:
-            if defs is not None:
-                self.defs = defs
+        result = self.run("collect_job", {"plan_collection": {"config": config}}, defs=defs)
         report: CollectReport = result.output_for_node("report_collection")
         steps = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
         say(f"collect_job    {'dry run' if dry_run else 'for real'} ({len(steps)} steps):")
@@ -321,12 +329,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server", choices=["moto", "juicefs"], default="moto")
     parser.add_argument(
+        "--week",
+        action="store_true",
+        help="instead: a week (see --days) of daily asset materializations and nightly "
+        "collections, a day at a time on moto's clock, with a line of figures per day",
+    )
+    parser.add_argument(
+        "--days", type=int, default=7, help="days of --week (default 7)", metavar="N"
+    )
+    parser.add_argument(
         "--ui",
         action="store_true",
         help="then keep the server and start `dagster dev` on it, with the demo's runs "
         "kept in .dagster_home/",
     )
     args = parser.parse_args(argv)
+    if args.week and args.server != "moto":
+        parser.error("--week needs --server moto: its days pass on moto's movable clock")
+    if args.days < 1:
+        parser.error("--days is 1 or more")
     say(f"starting the {args.server} S3 server on 127.0.0.1")
     with (
         start_server(args.server) as server,
@@ -338,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             # The demo's instance sends no telemetry (and writes no .telemetry beside it).
             (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             with DagsterInstance.local_temp(str(home)) as instance:
-                run_demo(server, instance, Path(workdir))
+                if args.week:
+                    run_week(Demo(server, instance, WEEK_BUCKET), Path(workdir), args.days)
+                else:
+                    run_demo(server, instance, Path(workdir))
         except DemoFailure as failure:
             say(f"demo FAILED: {failure}")
             return 1
