@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dagster import job
+from dagster import ExecutorDefinition, Field, JobDefinition, job, multi_or_in_process_executor
 
 from .collection import collect_shard, plan_collection, report_collection
 from .fetch import fetch, stat
 from .ingest import ingest
 from .manifests import write_manifest_op
 
-__all__ = ["collect_job", "fetch_job", "ingest_job", "manifest_job", "stat_job"]
+__all__ = [
+    "collect_job",
+    "fetch_job",
+    "ingest_job",
+    "make_collect_job",
+    "manifest_job",
+    "stat_job",
+]
 
 
 @job(description="Put files or directories into the repository; optionally write their manifest.")
@@ -32,13 +39,40 @@ def stat_job() -> None:
     stat()
 
 
-@job(
-    description="Garbage collection against the liveset in the manifests: retention, "
-    "then one collect step (shard_width: 0) or one per digest-prefix shard. A dry run "
-    "unless config says dry_run: false.",
-    tags={"s3repo/kind": "collection"},
+#: Dagster's default executor, but in process unless the run config says
+#: ``multiprocess``: collect_job's default is one collect step, and three step
+#: processes take longer to start (seconds each) than a small repository takes to
+#: collect. ``execution: config: multiprocess:`` fans a ``shard_width`` of 1 or more out
+#: over processes, as with any job.
+in_process_by_default = ExecutorDefinition(
+    name="in_process_or_multiprocess",
+    config_schema=Field(
+        multi_or_in_process_executor.config_schema.config_type,
+        default_value={"in_process": {}},
+    ),
+    requirements=multi_or_in_process_executor.get_requirements,
+    executor_creation_fn=multi_or_in_process_executor.executor_creation_fn,
+    description="Steps in the run's process unless the run config says multiprocess.",
 )
-def collect_job() -> None:
-    plan, shards = plan_collection()
-    reports = shards.map(lambda shard: collect_shard(shard, plan))
-    report_collection(plan, reports.collect())
+
+
+def make_collect_job(executor: ExecutorDefinition | None = in_process_by_default) -> JobDefinition:
+    """collect_job, on ``executor`` (None: the code location's, a Dask, Celery or
+    Kubernetes executor given to ``build_definitions``)."""
+
+    @job(
+        description="Garbage collection against the liveset in the manifests: retention, "
+        "then one collect step (shard_width: 0) or one per digest-prefix shard. A dry run "
+        "unless config says dry_run: false.",
+        tags={"s3repo/kind": "collection"},
+        executor_def=executor,
+    )
+    def collect_job() -> None:
+        plan, shards = plan_collection()
+        reports = shards.map(lambda shard: collect_shard(shard, plan))
+        report_collection(plan, reports.collect())
+
+    return collect_job
+
+
+collect_job = make_collect_job()

@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster import (
     DefaultScheduleStatus,
+    JobDefinition,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -34,13 +35,14 @@ def collect_run_config(manifests: list[str], *, dry_run: bool = True) -> dict[st
     return {"ops": {"plan_collection": {"config": {"manifests": manifests, "dry_run": dry_run}}}}
 
 
-def collection_schedule() -> ScheduleDefinition:
-    """The schedule, with its cron and default status read from the environment now."""
+def collection_schedule(job: JobDefinition = collect_job) -> ScheduleDefinition:
+    """The schedule of ``job`` (a collect_job), with its cron and default status read
+    from the environment now."""
     running = os.environ.get("S3REPO_COLLECT_SCHEDULE", "").lower() == "running"
 
     @schedule(
         name="nightly_collection",
-        job=collect_job,
+        job=job,
         cron_schedule=os.environ.get("S3REPO_COLLECT_CRON", DEFAULT_CRON),
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,

@@ -640,10 +640,15 @@ def test_the_jobs_hand_their_client_to_the_core_and_set_none_for_the_process(
 
 
 def test_definitions_take_another_executor_and_io_manager(resource: S3RepoResource) -> None:
-    from dagster import fs_io_manager, in_process_executor
+    from dagster import fs_io_manager, in_process_executor, multi_or_in_process_executor
 
-    default = build_definitions(resource).get_job_def("collect_job")
-    assert default.executor_def.name == "multi_or_in_process_executor"
+    defs = build_definitions(resource)
+    assert defs.get_job_def("ingest_job").executor_def.name == "multi_or_in_process_executor"
+    # collect_job's steps run in process by default, and multiprocess when asked.
+    default = defs.get_job_def("collect_job").executor_def
+    assert default.name == "in_process_or_multiprocess"
+    assert default.config_schema.default_value == {"in_process": {}}
+    assert default.executor_creation_fn is multi_or_in_process_executor.executor_creation_fn
     custom = build_definitions(resource, executor=in_process_executor, io_manager=fs_io_manager)
     job_def = custom.get_job_def("collect_job")
     assert job_def.executor_def is in_process_executor
