@@ -16,14 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from dagster import AssetsDefinition, ExecuteInProcessResult, asset, materialize
+from dagster import AssetsDefinition, ExecuteInProcessResult, asset
 
+from repo_pipelines.definitions import build_definitions
 from repo_pipelines.io_manager import S3RepoIOManager
 from repo_pipelines.metadata import human_size
 from s3repo_core import CollectReport, Digest, S3Repository, read_manifest, read_manifest_infos
+
+if TYPE_CHECKING:
+    from .pipelines_demo import Demo
 
 __all__ = ["Day", "run_week"]
 
@@ -87,12 +91,10 @@ def week_assets(workdir: Path, today: dict[str, int]) -> list[AssetsDefinition]:
     return [readings, features, model]
 
 
-def run_week(demo: Any, workdir: Path, days: int) -> list[Day]:
-    """``days`` days of materializations and collections with ``demo``'s jobs (a
-    ``devkit.pipelines_demo.Demo`` on moto), a line printed per day."""
-    from repo_pipelines.definitions import build_definitions
-
-    from .pipelines_demo import check, say
+def run_week(demo: Demo, workdir: Path, days: int) -> list[Day]:
+    """``days`` days of materializations and collections with ``demo``'s jobs (on
+    moto), a line printed per day."""
+    from .pipelines_demo import check, say  # (it imports this module)
 
     check(demo.server.clock_movable, "the week needs a server whose clock can be moved (moto)")
     records = f"s3://{demo.bucket}/records/"
@@ -106,12 +108,7 @@ def run_week(demo: Any, workdir: Path, days: int) -> list[Day]:
     figures: list[Day] = []
     for n in range(days):
         today["n"] = n
-        made = materialize(
-            assets,
-            instance=demo.instance,
-            resources={"io_manager": io_manager},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+        made = demo.materialize(assets, io_manager)
         check(made.success, f"materializing the assets on day {n} failed")
         added = _observed(made)
         demo.server.let_time_pass(DAY_SECONDS)  # the night passes; collection runs at 03:00

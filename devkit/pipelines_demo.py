@@ -134,6 +134,15 @@ class Demo:
             raise DemoFailure(f"{job} failed: {failure_message(result)}")
         return result
 
+    def materialize(self, assets: list[AssetsDefinition], io_manager: Any) -> Any:
+        """Materialize ``assets`` through ``io_manager`` in process, quietly."""
+        return materialize(
+            assets,
+            instance=self.instance,
+            resources={"io_manager": io_manager},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+
     def ingest(self, build: Path, manifest: bool) -> list[ManifestRow]:
         ops: dict[str, Any] = {"ingest": {"config": {"paths": [str(build)]}}}
         if manifest:
@@ -247,12 +256,7 @@ def run_assets(demo: Demo, workdir: Path) -> None:
     digests: list[dict[str, Digest]] = []
     for n in range(3):
         round_["n"] = n
-        result = materialize(
-            assets,
-            instance=demo.instance,
-            resources={"io_manager": io_manager},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+        result = demo.materialize(assets, io_manager)
         check(result.success, f"materialising the assets, round {n + 1}, failed")
         shown = {}
         for event in result.get_asset_materialization_events():

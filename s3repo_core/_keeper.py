@@ -138,7 +138,9 @@ class Keeper:
     def freshen_early(self, kept: Kept, sizes: Mapping[str, int]) -> None:
         """Keep again what ``kept`` made fresh more than ``refresh_window`` ago, until
         nothing is (``sizes``: each key's size); vanished keys are added to ``kept``.
-        Each pass is shorter than the one before; UnavailableError if they never end."""
+        A pass ends early only if it took longer than ``refresh_window`` itself, so this
+        needs ``refresh_window`` to outlast a pass of requests; UnavailableError after
+        MAX_FRESHENING_PASSES of them, rather than return what is not kept."""
         limit = self.windows.refresh_window.total_seconds()
         for _ in range(MAX_FRESHENING_PASSES):
             early = [key for key, at in kept.born.items() if time.monotonic() - at > limit]
