@@ -83,8 +83,8 @@ class S3RepoIOManager(ConfigurableIOManager):
     Equal outputs are stored once: re-materialising an unchanged asset uploads
     nothing, and the output's data version is its digest. Values: ``bytes``; a
     ``pathlib.Path`` to a file (streamed) or a directory (its files and a tree object);
-    a ``pyarrow.Table`` or ``pandas.DataFrame`` (Parquet, fixed writer settings);
-    anything else pickled, unless ``allow_pickle`` is off. An input loads as its
+    a ``pyarrow.Table``, ``pandas.DataFrame`` or ``polars.DataFrame`` (Parquet, fixed
+    writer settings); anything else pickled, unless ``allow_pickle`` is off. An input loads as its
     annotation asks: ``Path`` (a local copy), ``bytes``, a table type, or, with no
     annotation, as what was stored.
 
@@ -511,8 +511,8 @@ def _refused(what: str, why: str) -> Failure:
         description=f"{what} failed: {why}",
         metadata={
             "error": PickleRefusedError.__name__,
-            "hint": "return bytes, a pathlib.Path, a pyarrow.Table or a pandas.DataFrame, "
-            "or set allow_pickle (pickles run code when loaded)",
+            "hint": "return bytes, a pathlib.Path, a pyarrow.Table or a pandas or polars "
+            "DataFrame, or set allow_pickle (pickles run code when loaded)",
         },
     )
 

@@ -10,13 +10,13 @@ bytes      ``bytes``, ``bytearray``, ``memoryview``     the bytes as they are
 file       a ``pathlib.Path`` to a regular file         its bytes, streamed from disk
 tree       a ``pathlib.Path`` to a directory            a tree object (``_tree``) naming
                                                         each file, stored first
-parquet    ``pyarrow.Table``, ``pandas.DataFrame``      Parquet with the fixed
-                                                        :data:`PARQUET_WRITE_OPTIONS`
+parquet    ``pyarrow.Table``, ``pandas.DataFrame``,     Parquet with the fixed
+           ``polars.DataFrame``                         :data:`PARQUET_WRITE_OPTIONS`
 pickle     anything else                                ``pickle`` protocol
                                                         :data:`PICKLE_PROTOCOL`
 =========  ===========================================  ===============================
 
-Parquet bytes are fixed for given pyarrow (and pandas) versions: the writer's name
+Parquet bytes are fixed for given pyarrow (and pandas or polars) versions: the writer's name
 and version are in the file, so an upgrade may give equal data a new digest once.
 Pickles are as deterministic as pickle is (a ``set`` of ``str`` is ordered by the
 process's hash seed). Pickle runs code when loaded: both directions can be refused
@@ -160,10 +160,23 @@ def _store_bytes(repo: Repository, data: bytes) -> tuple[File, bool]:
     return File(digest, len(data)), before
 
 
-def _dataframe_class() -> type | None:
-    """pandas.DataFrame if pandas has been imported: a value can be one only then."""
-    pandas = sys.modules.get("pandas")
-    return cast(type, pandas.DataFrame) if pandas is not None else None
+def _dataframe_class(module: str = "pandas") -> type | None:
+    """``module``'s DataFrame (pandas or polars) if it has been imported: a value can be
+    one only then, and neither is a dependency of s3repo."""
+    found = sys.modules.get(module)
+    return cast(type, found.DataFrame) if found is not None else None
+
+
+def _as_table(value: object) -> pa.Table | None:
+    """``value`` as an Arrow table, if it is a table of a kind stored as Parquet."""
+    if isinstance(value, pa.Table):
+        return value
+    pandas, polars = _dataframe_class("pandas"), _dataframe_class("polars")
+    if pandas is not None and isinstance(value, pandas):
+        return pa.Table.from_pandas(value)
+    if polars is not None and isinstance(value, polars):
+        return cast(pa.Table, value.to_arrow())  # type: ignore[attr-defined]
+    return None
 
 
 def write_parquet(table: pa.Table, out: str | os.PathLike[str] | IO[bytes]) -> None:
@@ -186,9 +199,8 @@ def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -
         return _single(file, ValueFormat.BYTES, before)
     if isinstance(value, PurePath):
         return _store_path(repo, Path(value))
-    dataframe = _dataframe_class()
-    if isinstance(value, pa.Table) or (dataframe is not None and isinstance(value, dataframe)):
-        table = value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
+    table = _as_table(value)
+    if table is not None:
         with tempfile.TemporaryFile() as spool:
             write_parquet(table, spool)
             file, before = _store_stream(repo, spool)
@@ -197,7 +209,7 @@ def store_value(repo: Repository, value: object, *, allow_pickle: bool = True) -
         raise PickleRefusedError(
             f"a {type(value).__qualname__} would be stored as a pickle, and pickle is not "
             "allowed (allow_pickle=False): return bytes, a pathlib.Path, a pyarrow.Table "
-            "or a pandas.DataFrame, or allow pickle"
+            "or a pandas or polars DataFrame, or allow pickle"
         )
     with tempfile.TemporaryFile() as spool:
         try:
@@ -349,7 +361,8 @@ def load_value(
     whatever its format; a ``Path`` type gives a local copy (a tree: the directory),
     written into a new directory under ``work_dir`` (default: the system's temporary
     directory) that the caller removes when done, named ``name`` if given; a
-    ``pandas.DataFrame`` or ``pyarrow.Table`` type needs a parquet object; ``Tree``
+    ``pandas.DataFrame``, ``polars.DataFrame`` or ``pyarrow.Table`` type needs a
+    parquet object; ``Tree``
     gives a tree's listing. Raises InvalidArgumentError for a type the format cannot
     give, PickleRefusedError for a pickle when ``allow_pickle`` is false, and what the
     repository raises (NotExistError, IntegrityError).
@@ -377,17 +390,22 @@ def load_value(
             raise InvalidArgumentError(f"{digest} holds {fmt.value}, not a tree")
         return Tree.decode(read_verified(repo, digest))
     if fmt is ValueFormat.PARQUET:
-        dataframe = _dataframe_class()
-        if not (_native(as_type) or _wants(as_type, pa.Table) or _wants(as_type, dataframe)):
+        pandas, polars = _dataframe_class("pandas"), _dataframe_class("polars")
+        wanted = (pa.Table, pandas, polars)
+        if not (_native(as_type) or any(_wants(as_type, kind) for kind in wanted)):
             raise InvalidArgumentError(
-                f"{digest} holds a table (parquet): it loads as pyarrow.Table, "
-                f"pandas.DataFrame, bytes or a Path, not {as_type!r:.80}"
+                f"{digest} holds a table (parquet): it loads as pyarrow.Table, a pandas "
+                f"or polars DataFrame, bytes or a Path, not {as_type!r:.80}"
             )
         with tempfile.TemporaryDirectory(prefix="s3repo-", dir=work_dir) as spool:
             local = Path(spool) / "table.parquet"
             repo.get_file(digest, local)
             table = pq.read_table(local)
-        return table.to_pandas() if _wants(as_type, dataframe) else table
+        if _wants(as_type, pandas):
+            return table.to_pandas()
+        if _wants(as_type, polars):
+            return sys.modules["polars"].from_arrow(table)
+        return table
     if fmt is ValueFormat.PICKLE:
         if not allow_pickle:
             raise PickleRefusedError(

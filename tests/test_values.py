@@ -300,6 +300,21 @@ def test_a_dataframe_round_trips_through_parquet(moto_repo: S3Repository) -> Non
     assert isinstance(table, pa.Table) and table.column("a").to_pylist() == [1, 2, 3]
 
 
+def test_a_polars_frame_round_trips_through_parquet(moto_repo: S3Repository) -> None:
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+
+    stored = store_value(moto_repo, frame)
+    again = store_value(moto_repo, frame.clone())
+
+    assert (stored.format, stored.rows) == (ValueFormat.PARQUET, 3)  # not a pickle
+    assert again.digest == stored.digest and again.stored_before
+    loaded = load_value(moto_repo, stored.digest, stored.format, as_type=pl.DataFrame)
+    assert isinstance(loaded, pl.DataFrame) and loaded.equals(frame)
+    table = load_value(moto_repo, stored.digest, stored.format, as_type=pa.Table)
+    assert isinstance(table, pa.Table) and table.column("b").to_pylist() == ["x", "y", "z"]
+
+
 def test_other_values_are_pickled_with_the_pinned_protocol(moto_repo: S3Repository) -> None:
     value = {"weights": [0.5, 1.5], "name": "model"}
 
