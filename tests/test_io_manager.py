@@ -6,6 +6,8 @@ the session (``s3server``), so that the JuiceFS gateway is covered too.
 """
 
 # No "from __future__ import annotations": Dagster reads the assets' annotations at run time.
+import json
+import os
 import stat
 import uuid
 from collections.abc import Iterator
@@ -27,12 +29,15 @@ from dagster import (
     DynamicOutput,
     EnvVar,
     ExecuteInProcessResult,
+    ReexecutionOptions,
     StaticPartitionsDefinition,
     asset,
+    execute_job,
     instance_for_test,
     job,
     materialize,
     op,
+    reconstructable,
 )
 from dagster._serdes import serialize_value
 
@@ -477,6 +482,66 @@ def test_op_outputs_and_dynamic_outputs_round_trip(
     inputs = loaded_inputs(result)
     assert inputs[("handle[1]", "piece")]["format"] == "pickle"
     assert inputs[("handle[1]", "piece")]["from_run"] == result.run_id
+
+
+@op
+def produce_once() -> bytes:
+    return b"made once, used twice"
+
+
+@op
+def consume_on_retry(made: bytes) -> None:
+    flag = Path(os.environ["S3REPO_TEST_RETRY_FLAG"])
+    if not flag.exists():
+        flag.write_text("failed once")
+        raise RuntimeError("a passing failure")
+    assert made == b"made once, used twice"
+
+
+def retried_job() -> Any:
+    """A job that fails at its second step once: rebuilt by name for re-execution."""
+    resource = S3RepoResource.model_validate_json(os.environ["S3REPO_TEST_RETRY_RESOURCE"])
+
+    @job(resource_defs={"io_manager": S3RepoIOManager(repository=resource)})
+    def retried() -> None:
+        consume_on_retry(produce_once())
+
+    return retried
+
+
+def test_a_re_execution_from_failure_loads_what_the_first_run_stored(
+    moto_server: LocalS3,
+    monkeypatch: pytest.MonkeyPatch,
+    disk_instance: DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """Retrying a failed run runs only the failed step: its input is the output the
+    first run stored, found in that run's events, and nothing is uploaded again."""
+    resource = resource_for(moto_server, monkeypatch)
+    fields = resource.model_dump() | {"secret_access_key": moto_server.secret_key}
+    monkeypatch.setenv("S3REPO_TEST_RETRY_RESOURCE", json.dumps(fields))
+    monkeypatch.setenv("S3REPO_TEST_RETRY_FLAG", str(tmp_path / "failed-once"))
+    in_process = {"execution": {"config": {"in_process": {}}}}
+
+    first = execute_job(reconstructable(retried_job), disk_instance, run_config=in_process)
+    repo = core_of(resource)
+    log = KeyLog(repo.client)
+    try:
+        again = execute_job(
+            reconstructable(retried_job),
+            disk_instance,
+            run_config=in_process,
+            reexecution_options=ReexecutionOptions.from_failure(first.run_id, disk_instance),
+        )
+    finally:
+        log.close()
+
+    assert not first.success and again.success
+    assert [e.step_key for e in again.all_events if e.is_step_start] == ["consume_on_retry"]
+    loaded = input_lines(disk_instance, again.run_id)
+    assert any(f"stored by run {first.run_id}" in line for line in loaded), loaded
+    assert log.requests, "the log saw no request: it is not on the IO manager's client"
+    assert [w for w in log.writes() if "/objects/" in w[1]] == []
 
 
 # -- outside a run, and what is refused ----------------------------------------------------
