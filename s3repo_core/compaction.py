@@ -59,7 +59,7 @@ def merge_manifests(
     reading them raises (fail closed, as a collection reads them); nothing is
     written then.
     """
-    manifests = _read_all(srcs, client)
+    manifests = _read_all(srcs, client, "merge")
     kinds: set[ManifestKind] = {manifest.kind for manifest in manifests}
     if len(kinds) > 1:
         snapshots = [m.location for m in manifests if m.kind == "snapshot"]
@@ -92,7 +92,7 @@ def compact_manifests(
     clock, as :func:`~s3repo_core.write_manifest` stamps) or the oldest input
     snapshot's, whichever is older. Fails closed as :func:`merge_manifests` does."""
     began = datetime.now(UTC)
-    manifests = _read_all(srcs, client)
+    manifests = _read_all(srcs, client, "compact")
     snapshots = (manifest.created_at for manifest in manifests if manifest.kind == "snapshot")
     return write_manifest(
         dest,
@@ -104,8 +104,12 @@ def compact_manifests(
     )
 
 
-def _read_all(srcs: Sources, client: Any) -> list[Manifest]:
+def _read_all(srcs: Sources, client: Any, what: str) -> list[Manifest]:
     """Every manifest under ``srcs``, validated in full before anything is written."""
+    if not isinstance(srcs, str | os.PathLike):
+        srcs = list(srcs)
+        if not srcs:
+            raise InvalidArgumentError(f"nothing to {what}: give at least one manifest location")
     return [read_manifest(str(location), client=client) for location in _expand(srcs, client)]
 
 

@@ -91,6 +91,14 @@ def test_a_bad_input_fails_the_merge_and_the_compaction_before_anything_is_writt
         assert not (tmp_path / "out.parquet").exists()
 
 
+def test_nothing_to_merge_or_compact_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="nothing to merge"):
+        merge_manifests([], tmp_path / "out.parquet")
+    with pytest.raises(InvalidArgumentError, match="nothing to compact"):
+        compact_manifests([], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_compacting_records_gives_a_snapshot_stamped_when_reading_began(tmp_path: Path) -> None:
     (tmp_path / "records").mkdir()
     write(tmp_path / "records" / "1.parquet", ["x", "y"], T0, kind="record", asset="a")
