@@ -31,7 +31,8 @@ commands:
   setup           only set up .venv
   demo [ARGS]     run the Dagster jobs end to end on a local S3 server
                   (python -m devkit.pipelines_demo ARGS; e.g. `demo --server juicefs`;
-                  `demo --ui` then starts `dagster dev` on the same server)
+                  `demo --ui` then starts `dagster dev` on the same server;
+                  `demo --week` is a week of daily assets and collections)
   tour [ARGS]     a tour of the library alone on a local S3 server
                   (python -m devkit.tour ARGS)
   test [ARGS]     run `ruff check .` and `mypy --strict s3repo_core`, then pytest
