@@ -7,6 +7,7 @@ and joins the writers whatever happened.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,36 +18,49 @@ from s3repo_core import Digest, NotExistError, Repository
 
 @dataclass
 class Race:
-    """What the collections did, and every digest found missing that must not be."""
+    """What the collections did, every digest found missing that must not be, and
+    what the writers raised."""
 
     rounds: int = 0
     collected: int = 0
     violations: list[str] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
 
 
 def run_race(
     repo: Repository,
-    writers: list[threading.Thread],
-    stop: threading.Event,
-    errors: list[BaseException],
+    write_once: Callable[[int, random.Random], None],
     *,
     seconds: float,
     rounds: int,
     collect_once: Callable[[], int],
     protected: Callable[[float], Iterable[Digest]],
+    writers: int = 4,
 ) -> Race:
-    """Start ``writers``; until ``seconds`` have passed and ``rounds`` collections have
-    run (on a busy machine that takes longer; at most four times ``seconds``), or a
-    writer fails, run ``collect_once`` (how many it collected), then stat each of
-    ``protected(started)`` (``started``: the round's ``time.time()`` at its start).
-    Then set ``stop`` and join the writers."""
+    """Start ``writers`` threads, each calling ``write_once(seed, rng)`` (its number and
+    its own seeded Random) again and again; until ``seconds`` have passed and
+    ``rounds`` collections have run (on a busy machine that takes longer; at most four
+    times ``seconds``), or a writer raises, run ``collect_once`` (how many it
+    collected), then stat each of ``protected(started)`` (``started``: the round's
+    ``time.time()`` at its start). Then stop and join the writers."""
     race = Race()
-    for thread in writers:
+    stop = threading.Event()
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                write_once(seed, rng)
+        except BaseException as exc:
+            race.errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(writers)]
+    for thread in threads:
         thread.start()
     began = time.monotonic()
     stop_at, give_up_at = began + seconds, began + 4 * seconds
     try:
-        while not errors and time.monotonic() < give_up_at:
+        while not race.errors and time.monotonic() < give_up_at:
             if time.monotonic() >= stop_at and race.rounds >= rounds:
                 break
             started = time.time()
@@ -59,6 +73,6 @@ def run_race(
                     race.violations.append(f"round {race.rounds}: {digest} vanished")
     finally:
         stop.set()
-        for thread in writers:
+        for thread in threads:
             thread.join()
     return race

@@ -57,41 +57,31 @@ def test_no_object_a_writer_was_told_is_stored_vanishes(
 
     told: dict[Digest, float] = {}
     lock = threading.Lock()
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def writer(seed: int) -> None:
+    def write_once(seed: int, rng: random.Random) -> None:
         # Half put bytes one at a time; the others put a few files at once with
         # put_files, which writes what a listing shows absent without looking again.
-        rng = random.Random(seed)
-        try:
-            while not stop.is_set():
-                if seed % 2:
-                    stored = [f.digest for f in repo.put_files(rng.sample(paths, 3))]
-                else:
-                    stored = [repo.put(pool[rng.randrange(len(pool))])]
-                with lock:
-                    for digest in stored:
-                        told[digest] = time.time()
-        except BaseException as exc:
-            errors.append(exc)
+        if seed % 2:
+            stored = [f.digest for f in repo.put_files(rng.sample(paths, 3))]
+        else:
+            stored = [repo.put(pool[rng.randrange(len(pool))])]
+        with lock:
+            for digest in stored:
+                told[digest] = time.time()
 
     def protected(started: float) -> list[Digest]:
         with lock:
             return [d for d, told_at in told.items() if told_at > started - PROTECTED]
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     race = run_race(
         repo,
-        threads,
-        stop,
-        errors,
+        write_once,
         seconds=SECONDS,
         rounds=ROUNDS,
         collect_once=lambda: repo.collect(ExactLiveset([])).collected,
         protected=protected,
     )
-    assert not errors, errors
+    assert not race.errors, race.errors
     assert race.violations == []
     assert race.rounds >= ROUNDS, f"{race.rounds} collections ({race.collected} objects collected)"
     assert race.collected > 0  # the collections did delete garbage while writers ran

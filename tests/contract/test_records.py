@@ -181,40 +181,33 @@ def test_records_written_while_collections_run_keep_their_objects(
 
     named: set[Digest] = {seed.digest}
     lock = threading.Lock()
-    stop = threading.Event()
-    errors: list[BaseException] = []
     late, refused = [0], [0]
 
-    def writer(seed: int) -> None:
-        rng = random.Random(seed)
+    def write_once(seed: int, rng: random.Random) -> None:
+        started = time.monotonic()
+        if seed % 2:
+            files = repo.put_files(rng.sample(paths, 3))
+        else:
+            files = [repo.stat(repo.put(pool[rng.randrange(len(pool))]))]
+        if rng.random() < 0.3:  # a slow producer: the record comes late
+            time.sleep(deadline_s + 1.5 + 2 * rng.random())
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                if seed % 2:
-                    files = repo.put_files(rng.sample(paths, 3))
-                else:
-                    files = [repo.stat(repo.put(pool[rng.randrange(len(pool))]))]
-                if rng.random() < 0.3:  # a slow producer: the record comes late
-                    time.sleep(deadline_s + 1.5 + 2 * rng.random())
-                try:
-                    write_record_manifest(
-                        repo,
-                        records / f"{uuid.uuid4().hex}.parquet",
-                        files,
-                        started=started,
-                        source=f"writer {seed}",
-                        on_late=lambda _why: late.__setitem__(0, late[0] + 1),
-                    )
-                except NotExistError:
-                    # Too late: a collection took an object before the record could
-                    # keep it, and the writer is told so. It is not an object lost
-                    # silently: no record was promised, and the writer may store again.
-                    refused[0] += 1
-                    continue
-                with lock:
-                    named.update(file.digest for file in files)
-        except BaseException as exc:
-            errors.append(exc)
+            write_record_manifest(
+                repo,
+                records / f"{uuid.uuid4().hex}.parquet",
+                files,
+                started=started,
+                source=f"writer {seed}",
+                on_late=lambda _why: late.__setitem__(0, late[0] + 1),
+            )
+        except NotExistError:
+            # Too late: a collection took an object before the record could keep it,
+            # and the writer is told so. It is not an object lost silently: no record
+            # was promised, and the writer may store again.
+            refused[0] += 1
+            return
+        with lock:
+            named.update(file.digest for file in files)
 
     def collect_once() -> int:
         plan = plan_collection(repo, [records])
@@ -224,18 +217,15 @@ def test_records_written_while_collections_run_keep_their_objects(
         with lock:  # every digest a written record names, for as long as records exist
             return list(named)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     race = run_race(
         repo,
-        threads,
-        stop,
-        errors,
+        write_once,
         seconds=SECONDS,
         rounds=ROUNDS,
         collect_once=collect_once,
         protected=protected,
     )
-    assert not errors, errors
+    assert not race.errors, race.errors
     assert race.violations == []
     assert race.rounds >= ROUNDS, f"{race.rounds} collections"
     assert race.collected > 0  # records only: garbage no record names does go
