@@ -24,7 +24,7 @@ from dagster import AssetsDefinition, ExecuteInProcessResult, asset
 from repo_pipelines.definitions import build_definitions
 from repo_pipelines.io_manager import S3RepoIOManager
 from repo_pipelines.metadata import human_size
-from s3repo_core import CollectReport, Digest, S3Repository, read_manifest, read_manifest_infos
+from s3repo_core import CollectReport, Digest, S3Repository, read_liveset
 
 if TYPE_CHECKING:
     from .pipelines_demo import Demo
@@ -132,12 +132,7 @@ def run_week(demo: Demo, workdir: Path, days: int) -> list[Day]:
         )
         say(day.line())
         figures.append(day)
-    client = demo.resource.client()
-    named = {
-        row.digest
-        for info in read_manifest_infos(records, client=client)
-        for row in read_manifest(info.location, client=client)
-    }
+    named = set(read_liveset(records, client=demo.resource.client()))
     stored = stored_digests(demo.resource.repository())
     lost, left = named - stored, stored - named
     check(not lost, f"{len(lost)} objects that kept records name are gone: {sorted(lost)[:3]}")
