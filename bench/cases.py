@@ -1,10 +1,11 @@
-"""The benchmark cases of issues 5 and 12: our side, the baseline side(s), and the aims.
+"""The benchmark cases of issues 5, 12 and 14: our side, the baseline side(s), and the aims.
 
 A side is a function of an :class:`~bench.context.Env` that does its set-up, times only
 the operation under test with ``env.measure()``, cleans up, and returns the amount of
 work done (bytes, files, objects or keys). Both sides of a case get the same data, the
 same boto3 client configuration, the same part size and the same concurrency (s5cmd
-runs with ``--numworkers`` of that concurrency). Issue 12's sides are in ``cases12``.
+runs with ``--numworkers`` of that concurrency). Issue 12's sides are in ``cases12``,
+issue 14's in ``cases14``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from s3repo_core import Digest, ExactLiveset, File
 from s3repo_core._names import Layout
 
-from . import cases12
+from . import cases12, cases14
 from .baselines import list_and_delete
 from .cases12 import AGES, large_dir, small_dir
 from .context import Env, Sizes
@@ -57,6 +58,9 @@ class Case:
     # Requests are counted by the server, for both sides (s5cmd's are out of boto3's
     # sight); elsewhere by the side's boto3 client.
     count_on_server: bool = False
+    # Every side runs another program (s3repo, python -c): only the server sees its
+    # requests, and the worker's client counts none.
+    out_of_process: bool = False
     request_limit: Callable[[Sizes], int] | None = None  # our requests, at most
     delete_limit: Callable[[Sizes], int] | None = None  # our DeleteObjects, at most
     repetitions: int | None = None  # its own default, for a case too long for three
@@ -603,8 +607,8 @@ def _stored_and_new() -> list[Case]:
     return found
 
 
-# Issue 12's cases follow issue 5's; collect_100k last, as its 100,000 objects stay in
-# moto's memory until the server stops.
+# Issue 12's cases follow issue 5's, with issue 14's among them; collect_100k last, as
+# its 100,000 objects stay in moto's memory until the server stops.
 CASES += _stored_and_new()
 CASES += [
     issue12(
@@ -626,6 +630,22 @@ CASES += [
         get_file_ours,
         get_file_base,
         prepare=store_stream,
+    ),
+    issue12(
+        "cli_stat_startup",
+        "the process `s3repo stat DIGEST --repo s3r://...` (the installed entry point), "
+        "start to exit",
+        "the floor: python -c that imports botocore, builds an S3 client, sends one HEAD",
+        "runs/s",
+        1.25,
+        cases14.stat_ours,
+        cases14.stat_floor,
+        base_name="floor",
+        prepare=cases14.prepare_stat,
+        count_on_server=True,
+        out_of_process=True,
+        # One run is half a second, and start-up times vary: alternate many.
+        repetitions=15,
     ),
     issue12(
         "collect_100k",

@@ -205,7 +205,7 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "(moto runs in the runner process, which does nothing else meanwhile). Requests "
         "are the HTTP requests the side sent to S3 during the timed section.",
         "",
-        "Issue 12's aims are stated as our time / the peer's, at most: the aim column "
+        "Issue 12's (and 14's) aims are stated as our time / the peer's, at most: the aim column "
         "gives its inverse as a throughput ratio, with the time ratio in brackets. Where a "
         "case has several peers, the baseline is the fastest (named, with the others' "
         "figures). s5cmd runs with `--numworkers` of the run's concurrency; its memory is "
@@ -217,7 +217,8 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "moto's clock (re-ingest: the set is stored, then the clock moved on by the age; "
         "collect_100k: every object is made older than grace, 24 h), and collect_100k's "
         "objects are written through moto's in-process fast path. Each repetition rebuilds "
-        "its state untimed and removes it after.",
+        "its state untimed and removes it after. cli_stat_startup times whole processes, "
+        "each side's bytecode cached (see bench/cases14.py).",
         "",
         table(rows),
         "",

@@ -270,20 +270,9 @@ def collect_shard(
 
 def report_table(report: CollectReport) -> str:
     """What collection kept and deleted, by category, as a Markdown table."""
-    collected = "would collect" if report.dry_run else "collected"
     rows = [
-        ("live (named by a manifest)", report.live, human_size(report.live_bytes)),
-        (
-            "kept as recent (modified after the threshold)",
-            report.kept_recent,
-            human_size(report.recent_bytes),
-        ),
-        (collected, report.collected, human_size(report.bytes_collected)),
-        ("invalid keys under objects/ (never deleted)", report.invalid_count, ""),
-        ("stale uploads removed", report.uploads_removed, ""),
-        ("multipart uploads aborted", report.multipart_aborted, ""),
-        ("refused deletions", len(report.errors), ""),
-        ("scanned", report.scanned, human_size(report.scanned_bytes)),
+        (category, objects, "" if size is None else human_size(size))
+        for category, objects, size in report.rows()
     ]
     return markdown_table(["category", "objects", "size"], rows)
 

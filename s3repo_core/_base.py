@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ._batch import Batch
-from ._collect import collect
 from ._digest import Digest, File
 from ._errors import IntegrityError, InvalidArgumentError, NotExistError
 from ._keeper import Keeper, Windows
 from ._lease import LeaseTimes
 from ._names import Layout
 from ._protocol import enable_touch_records, read_marker
-from ._report import CollectReport
 from ._repository import Body
 from ._stat import SHOWN_MISSING
 from ._store import Store
 from ._survey import survey
 from ._transfer import transfer
-from .liveset import Liveset
+
+if TYPE_CHECKING:
+    from ._contents import RepositorySummary, StoredObject
+    from ._report import CollectReport
+    from ._verify import VerifyReport
+    from .liveset import Liveset
 
 __all__ = ["StoreRepository", "as_digest"]
 
@@ -106,6 +109,18 @@ class StoreRepository:
         if found is None:
             raise self._missing(digest)
         return File(digest, found.size)
+
+    def list_objects(self, shards: Sequence[str] | None = None) -> Iterator[StoredObject]:
+        """Every stored object in digest order, a listing page at a time (see ``_contents``)."""
+        from ._contents import list_objects
+
+        return list_objects(self.store, self.layout, shards, self.list_page_size)
+
+    def summary(self, *, by_shard: bool = False) -> RepositorySummary:
+        """The totals of every area, from one listing of each (see ``_contents``)."""
+        from ._contents import summarize
+
+        return summarize(self.store, self.layout, by_shard=by_shard, page_size=self.list_page_size)
 
     def _put_file(self, file: File, body: Body) -> None:
         if not isinstance(file, File):
@@ -198,6 +213,57 @@ class StoreRepository:
             raise self._missing(vanished)
         return [File(digest, seen[key].stat.size) for digest, key in key_of.items()]  # type: ignore[union-attr]
 
+    def verify(
+        self,
+        files: Iterable[File | Digest | str] | None = None,
+        *,
+        shards: list[str] | None = None,
+        sample: float | None = None,
+        quarantine: bool = False,
+        on_checked: Callable[[Digest, int], None] | None = None,
+    ) -> VerifyReport:
+        """Hash stored objects again; what does not match is reported, not raised.
+
+        ``files=None`` checks every object under ``objects/``, streamed from the
+        listing a page at a time (one collected meanwhile is skipped); otherwise those
+        named, each once: a digest not stored is *missing*, and a File's size is
+        compared without reading (stored shorter: *truncated*; longer: *corrupt*).
+        ``shards`` (names as :func:`shard_names` gives; 'other' and 'uploads' hold no
+        objects to check) restricts either; ``sample`` keeps each object with that
+        probability, in (0, 1]. ``concurrency`` objects are read at a time, in chunks.
+        A mismatch is read again (and, on S3, compared with the server's own SHA-256
+        where it has one) before it is reported: bytes damaged in transit are
+        *unconfirmed*, not corrupt.
+
+        ``quarantine`` moves each corrupt or truncated object, so confirmed, to
+        ``quarantine/`` (which collection purges after the grace), so that the next put
+        of its bytes stores it again; under a collection lease on its shard
+        (ConflictError if a collection holds it), and only if it is still the version
+        verified (else it is *unconfirmed*). ``on_checked(digest, bytes read)`` is
+        called per object checked, from worker threads. InvalidArgumentError for a
+        bad shard, sample or digest (a digest when it is reached).
+        """
+        from ._verify import verify_objects
+
+        return verify_objects(
+            self.store,
+            self.layout,
+            self.url,
+            files,
+            windows=self.windows,
+            concurrency=self.concurrency,
+            page_size=self.list_page_size,
+            copy=self._copy_key,
+            shards=shards,
+            sample=sample,
+            quarantine=quarantine,
+            on_checked=on_checked,
+        )
+
+    def _copy_key(self, src_key: str, dst_key: str, size: int) -> None:
+        """A copy within the store, as quarantine moves an object."""
+        self.store.copy(src_key, dst_key)
+
     def collect(
         self,
         liveset: Liveset,
@@ -212,18 +278,20 @@ class StoreRepository:
 
         ``threshold`` defaults to ``grace`` ago on the store's clock and may not be
         newer (InvalidArgumentError). Keys under ``objects/`` that are not digests are
-        reported, never deleted. Uploads under ``uploads/`` and unfinished uploads (S3
-        multipart uploads, a directory's temporary files) older than the threshold are
-        removed too. ``dry_run`` deletes nothing and reports exactly what would be
-        deleted; ``shards`` restricts the run to some of :func:`shard_names` (default:
-        all), so that workers can share a repository. ``keep_keys`` lists the collected
-        keys in the report.
+        reported, never deleted. Uploads under ``uploads/``, unfinished uploads (S3
+        multipart uploads, a directory's temporary files) and objects :meth:`verify`
+        moved to ``quarantine/`` older than the threshold are removed too. ``dry_run``
+        deletes nothing and reports exactly what would be deleted; ``shards`` restricts
+        the run to some of :func:`shard_names` (default: all), so that workers can
+        share a repository. ``keep_keys`` lists the collected keys in the report.
 
         Raises ConflictError if another collection holds one of the shards, and, unless
         ``raise_on_errors`` is False, CollectionFailedError (with the report) if the
         store refused to delete some keys. The guarantee of ``Repository`` holds for
         every object a writer was told is stored.
         """
+        from ._collect import collect  # with numpy: only collection needs it
+
         return collect(
             self.store,
             self.layout,

@@ -20,7 +20,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._client import client_for, long_client
-from ._errors import IntegrityError, NotExistError, RepositoryError, UnavailableError
+from ._errors import (
+    IntegrityError,
+    NotExistError,
+    NotSupportedError,
+    RepositoryError,
+    UnavailableError,
+)
 from ._listparse import fast_listing
 from ._options import StoreOptions, expect_owner
 from ._store import DeleteOutcomeUnknown, ObjectInfo, Page, PendingUpload, Stat
@@ -239,6 +245,32 @@ class S3Bucket:
         with self.open(key) as body:
             return body.read()
 
+    def server_sha256(self, key: str) -> bytes | None:
+        """The full-object ChecksumSHA256 S3 keeps of ``key``, from a HEAD with
+        ChecksumMode ENABLED; None if it has none (objects are usually stored with a
+        CRC32), only a composite one (of parts, ``...-N``), or is missing.
+
+        Not asked of a client that sends checksums only where required, as for a
+        server that refuses them.
+        """
+        if not self.sends_checksums:
+            return None
+        try:
+            with translated(self.where(key), key):
+                response = self.client.head_object(
+                    Bucket=self.name, Key=key, ChecksumMode="ENABLED"
+                )
+        except NotExistError:
+            return None
+        value = response.get("ChecksumSHA256")
+        if not value or "-" in value or response.get("ChecksumType") == "COMPOSITE":
+            return None
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            return None
+        return raw if len(raw) == hashlib.sha256().digest_size else None
+
     def download_file(self, key: str, path: str) -> None:
         """``key`` into the file at ``path``, with boto3's managed (multipart) transfer."""
         with translated(f"downloading {self.where(key)}", key):
@@ -350,6 +382,35 @@ class S3Bucket:
     def delete(self, key: str) -> None:
         with translated(self.where(key), key):
             self.client.delete_object(Bucket=self.name, Key=key)
+
+    def delete_unchanged(self, key: str, seen: Stat) -> bool:
+        """A HEAD, then a DeleteObject with ``If-Match`` its ETag if it is still ``seen``.
+
+        The HEAD compares size and Last-Modified too; the condition closes the gap
+        between the two requests where the server honours it (AWS, moto). A server
+        that does not implement it gets the plain delete. False if the key changed or
+        is gone.
+        """
+        found = self.head(key)
+        if found is None or (found.size, found.modified, found.etag) != (
+            seen.size,
+            seen.modified,
+            seen.etag,
+        ):
+            return False
+        condition = {"IfMatch": seen.etag} if seen.etag else {}
+        try:
+            with translated(self.where(key), key):
+                self.client.delete_object(Bucket=self.name, Key=key, **condition)
+        except NotExistError:
+            return False
+        except NotSupportedError:
+            self.delete(key)
+        except RepositoryError as exc:
+            if exc.code in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
 
     def delete_quietly(self, key: str) -> None:
         try:

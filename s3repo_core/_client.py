@@ -1,4 +1,4 @@
-"""Which boto3 client talks to which bucket, and how long it waits and retries.
+"""Which S3 client talks to which bucket, and how long it waits and retries.
 
 Code that has a client passes it: a repository takes ``client=``, and so does every
 manifest function. For code that does not, as in the seed, a process sets one default
@@ -34,6 +34,13 @@ that takes just under 5 s and then a response that never comes, each time, is
 ``x-amz-retry-after`` may add up to 5 s per retry). Server-side operations that take as
 long as the object is large (CopyObject, UploadPartCopy, CompleteMultipartUpload) go
 through :func:`long_client`, which waits :data:`LONG_READ_TIMEOUT` for a response.
+
+Clients are built from a botocore session, not a boto3 one, so that a process that
+only stats or reads objects never imports boto3 and s3transfer (a third of ``s3repo
+stat``'s start-up). They are the clients boto3 would build, with the same settings,
+credentials and region: boto3's managed-transfer methods (``upload_file``,
+``download_file``, ``upload_fileobj``, ``download_fileobj``, ``copy``) are there too,
+and import boto3 on their first call. Only the User-Agent differs (no ``Boto3/``).
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.session
 from botocore.config import Config
 
@@ -301,26 +307,31 @@ def make_client(
         check_endpoint_url(endpoint_url)
     ClientSettings(read_timeout=long_read_timeout)  # checks it
     with translated("building an S3 client"):
-        core = botocore.session.Session(profile=profile)
+        session = botocore.session.Session(profile=profile)
         settings = resolve_settings(
-            core,
+            session,
             max_attempts=max_attempts,
             retry_mode=retry_mode,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
-        session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token,
-            region_name=region,
-            botocore_session=core,
+        # What boto3.session.Session(...) does with these, without importing boto3.
+        if access_key_id or secret_access_key or session_token:
+            session.set_credentials(
+                access_key_id,  # type: ignore[arg-type]  # None is boto3's too
+                secret_access_key,  # type: ignore[arg-type]
+                session_token,
+            )
+        if region is not None:
+            session.set_config_variable("region", region)
+        session.register(
+            "creating-client-class.s3", _add_transfer_methods, unique_id="s3repo-transfers"
         )
 
     def build(read_timeout: float) -> Any:
         with translated("building an S3 client"):
             try:
-                client = session.client(
+                client = session.create_client(
                     "s3",
                     endpoint_url=endpoint_url,
                     config=settings.config(read_timeout=read_timeout),
@@ -340,6 +351,30 @@ def make_client(
     long_timeout = max(settings.read_timeout, long_read_timeout)
     _companions[client] = _Companion(lambda: build(long_timeout))
     return client
+
+
+#: The methods boto3 adds to every S3 client class (``boto3.s3.inject``).
+_TRANSFER_METHODS = ("upload_file", "download_file", "upload_fileobj", "download_fileobj", "copy")
+
+
+def _transfer_method(name: str) -> Callable[..., Any]:
+    """boto3's ``name`` client method, imported (with s3transfer) on its first call."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from boto3.s3 import inject
+
+        return getattr(inject, name)(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"boto3's managed transfer ``{name}`` (see ``boto3.s3.inject``)."
+    return method
+
+
+def _add_transfer_methods(**kwargs: Any) -> None:
+    """botocore's creating-client-class hook: what boto3's session registers for S3."""
+    class_attributes: dict[str, Any] = kwargs["class_attributes"]
+    for name in _TRANSFER_METHODS:
+        class_attributes[name] = _transfer_method(name)
 
 
 def _outcome(exception: Any, parsed: Any) -> str:
@@ -387,7 +422,7 @@ def _add_content_md5(request: Any, **_: Any) -> None:
 
 
 def prepare_client(client: Any) -> Any:
-    """Make a boto3 S3 client fit for s3repo (idempotent) and return it."""
+    """Make an S3 client (botocore's or boto3's) fit for s3repo (idempotent) and return it."""
     client.meta.events.register(
         "before-sign.s3.DeleteObjects", _add_content_md5, unique_id="s3repo-content-md5"
     )

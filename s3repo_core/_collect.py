@@ -2,7 +2,8 @@
 
 The listing is split into shards by the first hex digit(s) of the digest, plus
 ``other`` (keys under ``objects/`` that cannot be digests; they are reported, never
-deleted) and ``uploads`` (stale uploads and multipart uploads). Shards are listed in
+deleted) and ``uploads`` (stale uploads and multipart uploads, old touch records, and
+objects ``verify`` quarantined before the threshold). Shards are listed in
 parallel, one page at a time. A shard's garbage is gathered across its pages into
 DeleteObjects of up to 1,000 keys (fewer requests than one per page), deleted while the
 next pages are listed, so memory stays at the liveset plus a few pages.
@@ -31,13 +32,12 @@ import numpy as np
 
 from ._errors import (
     CollectionFailedError,
-    ConflictError,
     InvalidArgumentError,
     RepositoryError,
     UnavailableError,
 )
 from ._keeper import CLOCK_RESOLUTION, Windows
-from ._lease import HeldLease, LeaseTimes, list_leases, read_leases
+from ._lease import HeldLease, LeaseTimes, take_lease
 from ._listing import common_prefix, key_before
 from ._names import Layout
 from ._protocol import check_collector
@@ -321,41 +321,16 @@ class Collector:
         return self.report
 
     def _acquire_lease(self) -> HeldLease:
-        """Write our lease, then yield to any older live one that holds our shards.
-
-        Whatever fails after the lease is written, it is removed before the error
-        propagates; dead leases (see ``_lease``) are removed on the way.
-        """
-        store, layout, times = self.store, self.layout, self.lease_times
-        lease = HeldLease(
-            store,
-            layout.new_lease_key(),
-            {"shards": self.shards, "threshold": self.threshold.isoformat()},
-            times,
+        """Write our lease, then yield to any older live one that holds our shards
+        (``take_lease``: ConflictError; the lease is removed on any error)."""
+        return take_lease(
+            self.store,
+            self.layout,
+            self.name,
+            self.shards,
+            self.lease_times,
+            {"threshold": self.threshold.isoformat()},
         )
-        try:
-            lease.write()
-            lease.start_heartbeat()
-            now = store.server_now(layout.collections)
-            listed = list_leases(store, layout)
-            live = [(k, modified) for k, modified in listed if not times.is_dead(modified, now)]
-            for other in read_leases(store, live):
-                if other.key == lease.key:
-                    break
-                if not other.shards or other.shards & set(self.shards):
-                    raise ConflictError(
-                        f"another collection of {self.name} holds shards "
-                        f"{sorted(other.shards & set(self.shards)) or 'all'} "
-                        f"(lease {other.key}, renewed {other.modified:%Y-%m-%d %H:%M:%S}Z; "
-                        f"it dies {times.ttl.total_seconds():g}s after its last renewal)"
-                    )
-            for dead, modified in listed:
-                if times.is_dead(modified, now):
-                    store.delete_quietly(dead)
-        except BaseException:
-            lease.release()
-            raise
-        return lease
 
     def _run_shard(self, shard: str, deleters: ThreadPoolExecutor) -> list[Future[None]]:
         if shard == UPLOADS:
@@ -509,6 +484,9 @@ class Collector:
     def _count_record(self, key: str, size: int) -> None:
         self.report.touch_records_removed += 1
 
+    def _count_quarantined(self, key: str, size: int) -> None:
+        self.report.quarantine_removed += 1
+
     def _submit(
         self,
         deleters: ThreadPoolExecutor,
@@ -661,6 +639,15 @@ class Collector:
             ]
             if old:
                 futures.append(self._submit(deleters, old, decided_at, self._count_record))
+        # Corrupt objects verify moved aside, kept for a grace period to be looked at.
+        for decided_at, contents in self._list(layout.quarantine, None, None):
+            old = [
+                (item.key, item.size)
+                for item in contents
+                if item.modified < self.threshold and layout.is_quarantine_key(item.key)
+            ]
+            if old:
+                futures.append(self._submit(deleters, old, decided_at, self._count_quarantined))
         ours = (layout.objects, layout.uploads)
         for upload in self.store.list_uploads(layout.root):
             if upload.initiated >= self.threshold or not upload.key.startswith(ours):

@@ -1,7 +1,13 @@
-"""Repository URLs: a registry of schemes, ``s3r://`` first, as the seed's Dial."""
+"""Repository URLs: a registry of schemes, ``s3r://`` first, as the seed's Dial.
+
+The built-in schemes (``s3r``, ``file``) are known by the module that implements them,
+imported on the first ``dial`` of one, so that opening a ``file://`` repository never
+loads botocore. A scheme given to :func:`register_scheme` takes precedence over them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
@@ -15,6 +21,11 @@ __all__ = ["dial", "register_scheme", "registered_schemes"]
 
 Opener = Callable[[SplitResult], "Repository"]
 _schemes: dict[str, Opener] = {}
+#: The built-in schemes: the module and class whose ``from_url`` opens them.
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "s3r": ("s3repo_core._s3repository", "S3Repository"),
+    "file": ("s3repo_core._filerepository", "FileRepository"),
+}
 
 
 def register_scheme(scheme: str, opener: Opener) -> None:
@@ -23,7 +34,16 @@ def register_scheme(scheme: str, opener: Opener) -> None:
 
 
 def registered_schemes() -> list[str]:
-    return sorted(_schemes)
+    return sorted(_schemes.keys() | _BUILTIN.keys())
+
+
+def _opener(scheme: str) -> Opener | None:
+    """What opens ``scheme://`` URLs: the registered opener, else the built-in one."""
+    opener = _schemes.get(scheme)
+    if opener is None and scheme in _BUILTIN:
+        module, name = _BUILTIN[scheme]
+        opener = getattr(importlib.import_module(module), name).from_url
+    return opener
 
 
 def dial(url: str) -> Repository:
@@ -50,7 +70,7 @@ def dial(url: str) -> Repository:
         raise InvalidArgumentError(
             f"malformed repository URL {url!r}: no scheme (expected e.g. s3r://bucket/prefix)"
         )
-    opener = _schemes.get(parsed.scheme.lower())
+    opener = _opener(parsed.scheme.lower())
     if opener is None:
         raise NotSupportedError(
             f"unsupported repository URL scheme {parsed.scheme!r} in {url!r}; "

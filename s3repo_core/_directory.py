@@ -50,6 +50,8 @@ TEMP_DIR = ".s3repo-tmp"
 
 #: The most keys a page holds and a ``delete_many`` takes (S3's limits).
 _MAX_KEYS = 1000
+#: Bytes a copy reads at a time.
+_COPY_CHUNK = 1024 * 1024
 
 #: What "no such key" looks like: the file or a directory on its path is missing, a
 #: directory on its path is a file, or the key is a directory (which holds keys).
@@ -167,6 +169,17 @@ class _File(io.FileIO):
             super().close()
 
 
+class _Reader(io.BufferedReader):
+    """An open object file, with what ``Store.open`` says of a read: its size."""
+
+    #: A file has no ETag: no version to name.
+    etag: str | None = None
+
+    def __init__(self, raw: _File, size: int) -> None:
+        super().__init__(raw)
+        self.size = size
+
+
 class DirectoryStore:
     """The ``Store`` of one directory, plus the file operations a file repository needs.
 
@@ -232,18 +245,33 @@ class DirectoryStore:
         modified = datetime.fromtimestamp(st.st_mtime, UTC)
         return Stat(key, st.st_size, modified, datetime.now(UTC), None)
 
-    def open(self, key: str) -> BinaryIO:
-        """``key`` open for reading: seekable, and its reads raise the library's errors.
+    def open(self, key: str, start: int = 0, *, if_match: str | None = None) -> _Reader:
+        """``key`` open for reading from ``start``: seekable, and its reads raise the
+        library's errors; its ``size`` is what is left to read from ``start``.
 
-        NotExistError if ``key`` is missing (or a directory).
+        NotExistError if ``key`` is missing (or a directory). A file has no versions
+        to pin a read to (no ETag), so ``if_match`` is an InvalidArgumentError.
         """
+        if if_match is not None:
+            raise InvalidArgumentError(f"{self.where(key)}: a file has no ETag to match")
         path, where = self._path(key), self.where(key)
         with _translated(f"opening {where}", key):
             try:
                 raw = _File(path, "rb", where, key)
             except _ABSENT as error:
                 raise NotExistError(f"{where} does not exist", key=key, code="ENOENT") from error
-        return io.BufferedReader(raw)
+            try:
+                size = os.fstat(raw.fileno()).st_size
+                if start:
+                    raw.seek(start)
+            except BaseException:
+                raw.close()
+                raise
+        return _Reader(raw, max(0, size - start))
+
+    def server_sha256(self, key: str) -> bytes | None:
+        """None: a directory keeps no checksum of its files."""
+        return None
 
     def read(self, key: str) -> bytes:
         with self.open(key) as file:
@@ -420,6 +448,24 @@ class DirectoryStore:
         self._rename(temp, path, key)
         return datetime.now(UTC)
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy ``src_key`` to ``dst_key`` as :meth:`put` writes: into a temporary file,
+        made durable, renamed into place. The copy's mtime is now, as on S3. NotExistError
+        if ``src_key`` is missing; ``dst_key`` is as it was on any error."""
+        path, where = self._path(dst_key), self.where(dst_key)
+        with self.open(src_key) as source, _translated(f"copying to {where}", dst_key):
+            temp, fd = self._create_temp()
+            try:
+                with open(fd, "wb") as out:
+                    while chunk := source.read(_COPY_CHUNK):
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                self._discard(temp)
+                raise
+        self._rename(temp, path, dst_key)
+
     def _rename(self, temp: str, path: str, key: str) -> None:
         """Rename ``temp`` onto ``path`` and make that durable; on error remove ``temp``."""
         try:
@@ -500,6 +546,38 @@ class DirectoryStore:
         path = self._path(key)
         with _translated(f"deleting {self.where(key)}", key), suppress(*_ABSENT):
             os.unlink(path)
+
+    def delete_unchanged(self, key: str, seen: Stat) -> bool:
+        """Remove ``key`` only if it is still the file ``seen`` (size and mtime).
+
+        Atomically: the file is renamed aside first, so a writer's rename that lands
+        meanwhile is never removed; if what was taken aside is another version, it is
+        linked back (unless a newer one is there already) and False returned.
+        """
+        path, where = self._path(key), self.where(key)
+        with _translated(f"deleting {where}", key):
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    return False
+            except _ABSENT:
+                return False
+            aside = os.path.join(self._temp, f"{secrets.token_hex(8)}.deleting")
+            os.makedirs(self._temp, exist_ok=True)
+            try:
+                os.rename(path, aside)
+            except _ABSENT:
+                return False
+            try:
+                st = os.lstat(aside)
+                when = datetime.fromtimestamp(st.st_mtime, UTC)
+                if stat.S_ISREG(st.st_mode) and (st.st_size, when) == (seen.size, seen.modified):
+                    _fsync_dir(os.path.dirname(path))
+                    return True
+                with suppress(FileExistsError):  # a newer version is there: keep it
+                    os.link(aside, path)
+                return False
+            finally:
+                self._discard(aside)
 
     def delete_quietly(self, key: str) -> None:
         """Like :meth:`delete`, but logs a failure; only a bad key (a bug) raises."""

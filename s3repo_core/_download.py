@@ -17,11 +17,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ._bucket import Body, S3Bucket
 from ._digest import Digest
 from ._errors import IntegrityError, UnavailableError
+
+if TYPE_CHECKING:
+    from ._bucket import Body, S3Bucket
 
 __all__ = ["Download", "positional_writer", "replace_verified"]
 
@@ -107,8 +109,11 @@ class Download:
         *,
         part_size: int,
         concurrency: int,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.bucket = bucket
+        #: Called with each chunk's byte count as it is written (a progress bar).
+        self.on_progress = on_progress
         self.digest = digest
         self.key = key
         self.size = size
@@ -147,6 +152,8 @@ class Download:
                             break
                         sink(offset, chunk)
                         offset += len(chunk)
+                        if self.on_progress is not None:
+                            self.on_progress(len(chunk))
             except UnavailableError:
                 if resumes >= self.max_resumes:
                     raise

@@ -20,7 +20,6 @@ from typing import Any, BinaryIO
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._base import StoreRepository, as_digest, binary_destination
-from ._dial import register_scheme
 from ._digest import Digest, File
 from ._directory import DirectoryStore, translate_os_error
 from ._download import positional_writer, replace_verified
@@ -133,15 +132,26 @@ class FileRepository(StoreRepository):
         raw = VerifyingReader(digest, size, open_from, body, where)
         return io.BufferedReader(raw, buffer_size=MiB)
 
-    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+    def get_file(
+        self,
+        digest: Digest | str,
+        dest: Destination,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Copy the object into ``dest`` (a path, replaced only once the bytes verify,
-        or an open binary file, written at its position); its size."""
+        or an open binary file, written at its position); its size. ``on_progress``
+        is called with each chunk's byte count."""
         digest = as_digest(digest)
         if isinstance(dest, str | os.PathLike):
-            return self._get_to_path(digest, Path(dest))
-        return self._copy_verified(digest, binary_destination(dest))
+            return replace_verified(
+                Path(dest), lambda out: self._copy_verified(digest, out, on_progress)
+            )
+        return self._copy_verified(digest, binary_destination(dest), on_progress)
 
-    def _copy_verified(self, digest: Digest, out: BinaryIO) -> int:
+    def _copy_verified(
+        self, digest: Digest, out: BinaryIO, on_progress: Callable[[int], None] | None = None
+    ) -> int:
         base = out.tell() if callable(getattr(out, "tell", None)) else 0
         write_at = positional_writer(out, base)
         with self.get(digest) as source:
@@ -149,12 +159,11 @@ class FileRepository(StoreRepository):
             while chunk := source.read(CHUNK):
                 write_at(offset, chunk)
                 offset += len(chunk)
+                if on_progress is not None:
+                    on_progress(len(chunk))
         if callable(getattr(out, "seek", None)):
             out.seek(base + offset)
         return offset
-
-    def _get_to_path(self, digest: Digest, dest: Path) -> int:
-        return replace_verified(dest, lambda out: self._copy_verified(digest, out))
 
     # -- writing ----------------------------------------------------------------------
 
@@ -234,6 +243,3 @@ class FileRepository(StoreRepository):
     ) -> list[File]:
         """Store the files at ``paths`` as :meth:`put_file` would; their Files, in order."""
         return self._put_files(paths, on_hashed, on_stored, on_written)
-
-
-register_scheme(FileRepository.scheme, FileRepository.from_url)

@@ -29,11 +29,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._errors import InvalidArgumentError, NotExistError, UnavailableError
+from ._errors import ConflictError, InvalidArgumentError, NotExistError, UnavailableError
 from ._names import Layout
 from ._store import Store
 
@@ -44,6 +45,7 @@ __all__ = [
     "any_live_lease",
     "list_leases",
     "read_leases",
+    "take_lease",
 ]
 
 log = logging.getLogger("s3repo")
@@ -227,3 +229,46 @@ class HeldLease:
                 self.times.ttl.total_seconds(),
                 exc,
             )
+
+
+def take_lease(
+    store: Store,
+    layout: Layout,
+    name: str,
+    shards: Sequence[str],
+    times: LeaseTimes,
+    body: dict[str, Any] | None = None,
+) -> HeldLease:
+    """Write a lease on ``shards`` and renew it, then yield to any older live one that
+    holds one of them (ConflictError); what deletes objects holds one (collections, and
+    verify's quarantine).
+
+    Whatever fails after the lease is written, it is removed before the error
+    propagates; dead leases (see the module docstring) are removed on the way.
+    ``name`` is the repository's, for the message.
+    """
+    held = list(shards)
+    lease = HeldLease(store, layout.new_lease_key(), {"shards": held, **(body or {})}, times)
+    try:
+        lease.write()
+        lease.start_heartbeat()
+        now = store.server_now(layout.collections)
+        listed = list_leases(store, layout)
+        live = [(k, modified) for k, modified in listed if not times.is_dead(modified, now)]
+        for other in read_leases(store, live):
+            if other.key == lease.key:
+                break
+            if not other.shards or other.shards & set(held):
+                raise ConflictError(
+                    f"another collection of {name} holds shards "
+                    f"{sorted(other.shards & set(held)) or 'all'} "
+                    f"(lease {other.key}, renewed {other.modified:%Y-%m-%d %H:%M:%S}Z; "
+                    f"it dies {times.ttl.total_seconds():g}s after its last renewal)"
+                )
+        for dead, modified in listed:
+            if times.is_dead(modified, now):
+                store.delete_quietly(dead)
+    except BaseException:
+        lease.release()
+        raise
+    return lease

@@ -5,9 +5,10 @@ The layout is the Go original's, byte for byte::
     <prefix>/objects/sha256:<64 lowercase hex>   objects
     <prefix>/uploads/<16 lowercase hex>          in-progress uploads
 
-and one addition of ours, which the original never reads:
+and additions of ours, which the original never reads:
 
     <prefix>/collections/<16 lowercase hex>      leases of running collections
+    <prefix>/quarantine/sha256:<hex>/<UTC time>  corrupt objects moved aside by verify
 
 with no leading slash, and no ``<prefix>/`` at all when the prefix is empty. The names
 of these areas, and of those later versions add, are :data:`RESERVED_AREAS`: nothing
@@ -16,17 +17,19 @@ but the repository writes under them (see :func:`reserved_area_of`).
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ._digest import ALGORITHM, Digest
 from ._errors import InvalidArgumentError
-from .liveset import DIGEST_DTYPE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["RESERVED_AREAS", "Layout", "check_bucket", "clean_prefix", "reserved_area_of"]
 
@@ -47,13 +50,18 @@ _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _UPLOAD_TOKEN = re.compile(r"[0-9a-f]{16}")
 _TOUCH_TIME = "%Y%m%dT%H%M%S"
 _TOUCH_KEY = re.compile(r"(\d{8}T\d{6})\.(\d{3})Z-[0-9a-f]{16}")
+_QUARANTINE_TIME = re.compile(r"\d{8}T\d{6}\.\d{3}Z")
 
 
-def _hex_pair_table() -> np.ndarray:
+@functools.cache
+def _hex_pairs() -> np.ndarray:
     """Two lowercase hex digits, read as one native uint16, to their byte; else 0xFFFF.
 
-    Decoding a pair per lookup validates and decodes 64 digits in 32 gathers.
+    Decoding a pair per lookup validates and decodes 64 digits in 32 gathers. Built on
+    first use: only collection decodes keys in bulk, and numpy is imported for it.
     """
+    import numpy as np
+
     digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     pairs = np.empty((256, 2), dtype=np.uint8)
     pairs[:, 0] = np.repeat(digits, 16)
@@ -61,9 +69,6 @@ def _hex_pair_table() -> np.ndarray:
     table = np.full(1 << 16, 0xFFFF, dtype=np.uint16)
     table[pairs.view(np.uint16).reshape(-1)] = np.arange(256, dtype=np.uint16)
     return table
-
-
-_HEX_PAIRS = _hex_pair_table()
 
 
 def check_bucket(bucket: str) -> str:
@@ -155,6 +160,9 @@ class Layout:
         self.uploads = f"{self.root}{UPLOADS}/"
         self.collections = f"{self.root}{COLLECTIONS}/"
         self.touches = f"{self.root}{TOUCHES}/"
+        #: Corrupt objects moved aside by ``verify(quarantine=True)``; collection purges
+        #: them after the grace.
+        self.quarantine = f"{self.root}{QUARANTINE}/"
         #: Says which collection protocol the repository's collectors follow.
         self.protocol = f"{self.root}protocol.json"
         self._object_key_prefix = f"{self.objects}{ALGORITHM}:"
@@ -176,6 +184,25 @@ class Layout:
         """Sorts after every touch record key of a time before ``at``, before any later."""
         stamp = at.astimezone(UTC).strftime(_TOUCH_TIME)
         return f"{self.touches}{stamp}.{at.microsecond // 1000:03d}Z"
+
+    def new_quarantine_key(self, digest: Digest, at: datetime) -> str:
+        """Where a corrupt object moves: ``quarantine/<digest>/<UTC time, to the ms>``."""
+        stamp = at.astimezone(UTC).strftime(_TOUCH_TIME)
+        return f"{self.quarantine}{digest}/{stamp}.{at.microsecond // 1000:03d}Z"
+
+    def is_quarantine_key(self, key: str) -> bool:
+        """Whether ``key`` is one :meth:`new_quarantine_key` makes (not, say, the empty
+        directory ``quarantine/<digest>/`` a gateway on a file system lists)."""
+        if not key.startswith(self.quarantine):
+            return False
+        digest, slash, stamp = key[len(self.quarantine) :].partition("/")
+        if not slash or not _QUARANTINE_TIME.fullmatch(stamp):
+            return False
+        try:
+            Digest.parse(digest)
+        except InvalidArgumentError:
+            return False
+        return True
 
     def time_of_touch_key(self, key: str) -> datetime | None:
         """The time a touch record's key names; None for a key that is not one."""
@@ -210,6 +237,10 @@ class Layout:
         Collection classifies millions of keys, so the usual page (every key a digest's
         object key) is decoded in a few vectorised passes, other pages key by key.
         """
+        import numpy as np
+
+        from .liveset import DIGEST_DTYPE
+
         raw = self._digests_of_digest_keys(keys)
         if raw is not None:
             return np.ones(len(keys), dtype=np.bool_), raw
@@ -225,6 +256,10 @@ class Layout:
         a newline. The prefix and hex digits hold no newline, so if every row has that
         shape, the newlines are exactly the joins and each key is its row.
         """
+        import numpy as np
+
+        from .liveset import DIGEST_DTYPE
+
         prefix = self._object_key_prefix.encode()
         width = len(prefix) + 65
         try:
@@ -239,7 +274,7 @@ class Layout:
             and (rows[:, : len(prefix)] == np.frombuffer(prefix, dtype=np.uint8)).all()
         ):
             return None
-        decoded = np.take(_HEX_PAIRS, rows[:, len(prefix) : -1].view(np.uint16))
+        decoded = np.take(_hex_pairs(), rows[:, len(prefix) : -1].view(np.uint16))
         if decoded.max() > 0xFF:  # a character that is not a lowercase hex digit
             return None
         return decoded.astype(np.uint8).reshape(-1).view(DIGEST_DTYPE)

@@ -6,10 +6,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["MAX_LISTED_INVALID", "CollectReport", "DeleteFailure"]
+__all__ = ["MAX_LISTED_INVALID", "CollectReport", "DeleteFailure", "human_size"]
 
 #: Invalid keys listed in a report; more are counted.
 MAX_LISTED_INVALID = 1000
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes in the largest binary unit that keeps it >= 1, e.g. '1.5 MiB'."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class CollectReport:
     uploads_removed: int = 0
     multipart_aborted: int = 0
     touch_records_removed: int = 0
+    #: Objects ``verify`` moved to ``quarantine/`` older than the threshold, purged.
+    quarantine_removed: int = 0
     duration: float = 0.0
     collected_keys: list[str] | None = None
 
@@ -71,6 +83,7 @@ class CollectReport:
             "uploads_removed",
             "multipart_aborted",
             "touch_records_removed",
+            "quarantine_removed",
         ):
             setattr(merged, name, getattr(self, name) + getattr(other, name))
         merged.invalid_keys = (self.invalid_keys + other.invalid_keys)[:MAX_LISTED_INVALID]
@@ -92,5 +105,25 @@ class CollectReport:
             f"{self.kept_recent} kept as recent, {verb} {self.collected} "
             f"({self.bytes_collected} bytes), {self.invalid_count} invalid keys, "
             f"{len(self.errors)} delete errors, {self.uploads_removed} stale uploads, "
-            f"{self.multipart_aborted} multipart uploads aborted, in {self.duration:.1f}s"
+            f"{self.multipart_aborted} multipart uploads aborted, "
+            f"{self.quarantine_removed} quarantined objects purged, in {self.duration:.1f}s"
         )
+
+    def rows(self) -> list[tuple[str, int, int | None]]:
+        """(category, objects, bytes or None) of what was kept and deleted: the one
+        table the Dagster UI and the command line both show."""
+        return [
+            ("live (named by a manifest)", self.live, self.live_bytes),
+            ("kept as recent (modified after the threshold)", self.kept_recent, self.recent_bytes),
+            (
+                "would collect" if self.dry_run else "collected",
+                self.collected,
+                self.bytes_collected,
+            ),
+            ("invalid keys under objects/ (never deleted)", self.invalid_count, None),
+            ("stale uploads removed", self.uploads_removed, None),
+            ("multipart uploads aborted", self.multipart_aborted, None),
+            ("quarantined objects purged", self.quarantine_removed, None),
+            ("refused deletions", len(self.errors), None),
+            ("scanned", self.scanned, self.scanned_bytes),
+        ]

@@ -10,14 +10,18 @@ the caller's own OSError or body exceptions).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from ._digest import Digest, File
-from ._report import CollectReport
-from .liveset import Liveset
+
+if TYPE_CHECKING:
+    from ._contents import RepositorySummary, StoredObject
+    from ._report import CollectReport
+    from ._verify import VerifyReport
+    from .liveset import Liveset
 
 __all__ = ["Body", "Destination", "Repository"]
 
@@ -51,15 +55,32 @@ class Repository(Protocol):
         for a malformed digest."""
         ...
 
+    def list_objects(self, shards: Sequence[str] | None = None) -> Iterator[StoredObject]:
+        """Every stored object (digest, size, last modified) in digest order, streamed
+        from the listing; only the hex ``shards`` (digest prefixes) if given."""
+        ...
+
+    def summary(self, *, by_shard: bool = False) -> RepositorySummary:
+        """Counts and bytes of the objects and of every other area (uploads, leases,
+        touch records, quarantine), from listings alone; per shard if asked."""
+        ...
+
     def get(self, digest: Digest | str) -> BinaryIO:
         """A stream of the object's bytes, verified as read: reading to the end raises
         IntegrityError if they do not hash to ``digest``. NotExistError if missing."""
         ...
 
-    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+    def get_file(
+        self,
+        digest: Digest | str,
+        dest: Destination,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Write the object into ``dest``, verified; its size. A path is replaced only
-        once the bytes verify. NotExistError, IntegrityError; FileNotFoundError or
-        IsADirectoryError for a destination path that cannot be written."""
+        once the bytes verify; ``on_progress(count)`` is called as bytes arrive.
+        NotExistError, IntegrityError; FileNotFoundError or IsADirectoryError for a
+        destination path that cannot be written."""
         ...
 
     def put(self, body: Body) -> Digest:
@@ -104,6 +125,25 @@ class Repository(Protocol):
 
     def write_to(self, digest: Digest | str, url: str) -> None:
         """Copy the object from this repository to the one at ``url`` (see read_from)."""
+        ...
+
+    def verify(
+        self,
+        files: Iterable[File | Digest | str] | None = None,
+        *,
+        shards: list[str] | None = None,
+        sample: float | None = None,
+        quarantine: bool = False,
+        on_checked: Callable[[Digest, int], None] | None = None,
+    ) -> VerifyReport:
+        """Hash stored objects again (every one, or ``files``; ``shards`` and a
+        ``sample`` fraction restrict them) and report those corrupt, truncated (shorter
+        than a File says) or missing; a mismatch a second read does not confirm is
+        *unconfirmed*. ``quarantine`` moves confirmed corrupt objects to
+        ``quarantine/`` under a collection lease (ConflictError if a collection holds
+        the shard), so that a put stores them again. ``on_checked(digest, bytes)`` is
+        called per object, from worker threads. InvalidArgumentError for a bad shard,
+        sample or digest."""
         ...
 
     def collect(

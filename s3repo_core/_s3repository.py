@@ -20,7 +20,6 @@ from urllib.parse import SplitResult, urlsplit
 from ._base import StoreRepository, as_digest, binary_destination
 from ._bucket import S3Bucket
 from ._client import prepare_client
-from ._dial import register_scheme
 from ._digest import Digest, File
 from ._download import Download
 from ._errors import InvalidArgumentError, NotExistError
@@ -197,7 +196,13 @@ class S3Repository(StoreRepository):
         raw = VerifyingReader(digest, body.size, open_from, body, self.store.where(key))
         return io.BufferedReader(raw, buffer_size=MiB)
 
-    def get_file(self, digest: Digest | str, dest: Destination) -> int:
+    def get_file(
+        self,
+        digest: Digest | str,
+        dest: Destination,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Download the object into ``dest`` (a path or an open binary file); verified.
 
         Ranges are fetched concurrently and written at their offsets while they are
@@ -208,7 +213,8 @@ class S3Repository(StoreRepository):
         ``dest`` untouched; an open file receives the bytes at its current position.
         Returns the byte count. Raises NotExistError if the object is missing,
         IntegrityError if it is corrupt, and FileNotFoundError or IsADirectoryError
-        for a destination path that cannot be written.
+        for a destination path that cannot be written. ``on_progress(count)`` is called
+        as bytes arrive, from worker threads (a resumed range counts some twice).
         """
         digest = as_digest(digest)
         key = self.layout.object_key(digest)
@@ -223,6 +229,7 @@ class S3Repository(StoreRepository):
             found.etag,
             part_size=self.part_size,
             concurrency=self.concurrency,
+            on_progress=on_progress,
         )
         if isinstance(dest, str | os.PathLike):
             return download.to_path(Path(dest))
@@ -313,6 +320,13 @@ class S3Repository(StoreRepository):
     def _write_verified(self, file: File, body: Body) -> None:
         self.writer.write_verified(file, body)
 
+    def _copy_key(self, src_key: str, dst_key: str, size: int) -> None:
+        """A server-side copy, in parts above ``copy_threshold`` (quarantine's move)."""
+        digest = self.layout.digest_of_key(src_key)
+        assert digest is not None, src_key  # only objects are moved
+        with self.options.named_in_refusals():
+            self.writer.copy(src_key, dst_key, size, digest)
+
     # -- between repositories -----------------------------------------------------------
 
     def copy_from(self, src: S3Repository, digest: Digest) -> bool:
@@ -332,6 +346,3 @@ class S3Repository(StoreRepository):
         with self.options.named_in_refusals():
             self.writer.copy(src_key, dst_key, found.size, digest, src_bucket=src.bucket)
         return True
-
-
-register_scheme(S3Repository.scheme, S3Repository.from_url)

@@ -1,9 +1,9 @@
 """What the repository protocol needs of a key-value store: the ``Store`` protocol.
 
-Leases, the writer side of collection and collection itself are written once, against
-this protocol, and run unchanged on an S3 bucket (``_bucket.S3Bucket``, the only code
-that talks to S3) and on a local directory (``_directory.DirectoryStore``). Keys are
-strings ordered as S3 orders them (by code point, which is UTF-8 byte order); times
+Leases, the writer side of collection, collection itself and verification are written
+once, against this protocol, and run unchanged on an S3 bucket (``_bucket.S3Bucket``,
+the only code that talks to S3) and on a local directory (``_directory.DirectoryStore``).
+Keys are strings ordered as S3 orders them (by code point, which is UTF-8 byte order); times
 are the store's own clock, timezone-aware, in whole seconds where the store truncates.
 """
 
@@ -17,6 +17,7 @@ from typing import Protocol
 __all__ = [
     "DeleteOutcomeUnknown",
     "ObjectInfo",
+    "ObjectReader",
     "Page",
     "PendingUpload",
     "Stat",
@@ -75,6 +76,21 @@ class DeleteOutcomeUnknown(Exception):
     """
 
 
+class ObjectReader(Protocol):
+    """A key's bytes as they are read: a response body, an open file."""
+
+    #: How many bytes this read returns (from where it started to the end of the key).
+    size: int
+    #: The version read, where the store names versions (S3's ETag); else None.
+    etag: str | None
+
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` bytes; empty at the end."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """The primitives the repository protocol is built from."""
 
@@ -90,6 +106,24 @@ class Store(Protocol):
         """The whole of a small key (leases, manifests). NotExistError if missing."""
         ...
 
+    def open(self, key: str, start: int = 0, *, if_match: str | None = None) -> ObjectReader:
+        """``key``'s bytes from ``start`` on, read as they come (large objects).
+
+        ``if_match`` pins the read to a version an earlier read or head named (its
+        ``etag``): a key replaced since is an error (code ``PreconditionFailed``), not
+        other bytes. NotExistError if ``key`` is missing.
+        """
+        ...
+
+    def server_sha256(self, key: str) -> bytes | None:
+        """The SHA-256 the store itself computed of ``key``'s bytes as they were written
+        (S3's full-object ChecksumSHA256), if it keeps one; None otherwise or if missing.
+
+        It says what is stored, whatever a read of it brings: verification asks it
+        before it calls bytes corrupt that a read in transit may have damaged.
+        """
+        ...
+
     def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> datetime:
         """Write ``data`` to ``key`` atomically: readers see the old bytes or the new.
 
@@ -97,8 +131,20 @@ class Store(Protocol):
         key's last-modified time (touch records check how late they landed)."""
         ...
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy ``src_key``'s bytes to ``dst_key``, atomically at the destination (readers
+        see the old bytes or the new). NotExistError if ``src_key`` is missing."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key``; a key that is already gone is not an error."""
+        ...
+
+    def delete_unchanged(self, key: str, seen: Stat) -> bool:
+        """Remove ``key`` only if it is still the version ``seen`` (same size and
+        last-modified time, and ETag where the store has them); False, and nothing
+        removed, if it changed or is gone. Quarantine removes corrupt bytes with it and
+        never the good bytes a writer put in their place."""
         ...
 
     def delete_quietly(self, key: str) -> None:

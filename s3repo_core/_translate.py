@@ -1,17 +1,18 @@
 """The one place where botocore's exceptions become s3repo's.
 
-Every call into boto3 runs inside :func:`translated`, so no botocore exception reaches
-a caller; the original stays chained as ``__cause__``.
+Every call into botocore (and boto3's managed transfers) runs inside
+:func:`translated`, so no botocore exception reaches a caller; the original stays
+chained as ``__cause__``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import botocore.exceptions as bx
-from boto3.exceptions import Boto3Error
 from botocore.parsers import ResponseParserError
 
 from ._errors import (
@@ -127,10 +128,16 @@ def translate(exc: Exception, what: str, key: str | None = None) -> RepositoryEr
     return error
 
 
+def _is_boto3_error(exc: Exception) -> bool:
+    """A boto3 error; boto3 is imported only for managed transfers, and none before."""
+    module = sys.modules.get("boto3.exceptions")
+    return module is not None and isinstance(exc, module.Boto3Error)
+
+
 def _translate(exc: Exception, what: str) -> RepositoryError:
     if isinstance(exc, RepositoryError):
         return exc
-    if isinstance(exc, Boto3Error):
+    if _is_boto3_error(exc):
         # boto3's transfer manager wraps the botocore error that made it give up.
         cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
         if isinstance(cause, Exception) and cause is not exc:
@@ -218,13 +225,16 @@ def check_response(http_response: Any, parsed: dict[str, Any], model: Any, **_: 
 
 
 def _is_boundary_error(exc: Exception) -> bool:
-    boundary = bx.BotoCoreError | bx.ClientError | Boto3Error
-    return isinstance(exc, boundary) or type(exc).__module__.startswith("urllib3")
+    return (
+        isinstance(exc, bx.BotoCoreError | bx.ClientError)
+        or _is_boto3_error(exc)
+        or type(exc).__module__.startswith("urllib3")
+    )
 
 
 @contextmanager
 def translated(what: str, key: str | None = None) -> Iterator[None]:
-    """Run a block of boto3 calls; botocore errors leave it as RepositoryError."""
+    """Run a block of botocore calls; botocore errors leave it as RepositoryError."""
     try:
         yield
     except RepositoryError:

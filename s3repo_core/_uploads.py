@@ -13,9 +13,8 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ._bucket import S3Bucket
 from ._digest import Digest, File
 from ._errors import IntegrityError, NotExistError
 from ._keeper import Keeper, Windows
@@ -31,6 +30,9 @@ from ._streams import (
     read_buffer,
     read_upto,
 )
+
+if TYPE_CHECKING:
+    from ._bucket import S3Bucket
 
 __all__ = ["MAX_PARTS", "MAX_PART_SIZE", "MAX_SINGLE_COPY", "MIN_PART_SIZE", "S3Writer"]
 

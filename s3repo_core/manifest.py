@@ -72,6 +72,7 @@ __all__ = [
     "ManifestKind",
     "ManifestRow",
     "check_manifest_location",
+    "manifest_rows",
     "manifests_naming",
     "read_liveset",
     "read_liveset_with_info",
@@ -890,3 +891,15 @@ def read_liveset(
 ) -> ExactLiveset | BloomLiveset:
     """The union of the manifests ``srcs`` as a liveset; see :func:`read_liveset_with_info`."""
     return read_liveset_with_info(srcs, kind=kind, fp_rate=fp_rate, client=client)[0]
+
+
+def manifest_rows(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    client: Any = None,
+) -> Iterator[ManifestRow]:
+    """Every row of every manifest under ``srcs`` (expanded as :func:`read_liveset`
+    expands them), one file read and validated at a time: what ``verify`` checks of a
+    liveset, sizes included. NotExistError if a location is missing or holds none."""
+    for loc in _expand(srcs, client):
+        yield from read_manifest(str(loc), client=client)

@@ -49,6 +49,7 @@ AGE = 6.6
 
 #: Capabilities a test may require (see Impl.require).
 UPLOADS = "uploads"  # writers leave upload keys that collection sweeps
+TRANSPORT = "transport"  # reads cross a network a proxy can damage (tests/faultproxy.py)
 #: Contract points an implementation may be known to break (see Impl.expect_contract).
 VERIFIED_COPY = "verified-copy"
 
@@ -255,6 +256,10 @@ class S3Impl(Impl):
 
 class FileImpl(Impl):
     """A FileRepository in a fresh directory; a file's mtime is its Last-Modified."""
+
+    lacks: ClassVar[Mapping[str, str]] = {
+        TRANSPORT: "a directory is read with no network in between to damage the bytes",
+    }
 
     def __init__(self, kind: str, maker: Implementations, root: Path) -> None:
         self.root = root
