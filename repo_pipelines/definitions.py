@@ -8,7 +8,16 @@ from typing import Any
 from dagster import Definitions, ExecutorDefinition
 
 from .assets import REPOSITORY_SPEC
-from .jobs import collect_job, fetch_job, ingest_job, make_collect_job, manifest_job, stat_job
+from .jobs import (
+    collect_job,
+    fetch_job,
+    ingest_job,
+    make_collect_job,
+    make_verify_job,
+    manifest_job,
+    stat_job,
+    verify_job,
+)
 from .resources import S3RepoResource
 from .schedules import collection_schedule
 
@@ -39,12 +48,13 @@ def build_definitions(
     """
     every_resource: dict[str, Any] = {"repository": repository, **(resources or {})}
     collect = collect_job if executor is None else make_collect_job(None)
+    verify = verify_job if executor is None else make_verify_job(None)
     if io_manager is not None:
         every_resource["io_manager"] = io_manager
     return Definitions(
         assets=[REPOSITORY_SPEC, *assets],
         asset_checks=list(asset_checks),
-        jobs=[ingest_job, manifest_job, fetch_job, stat_job, collect, *jobs],
+        jobs=[ingest_job, manifest_job, fetch_job, stat_job, collect, verify, *jobs],
         schedules=[collection_schedule(collect), *schedules],
         sensors=list(sensors),
         resources=every_resource,

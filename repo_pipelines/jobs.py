@@ -1,4 +1,5 @@
-"""The jobs people launch: ingest (and a manifest), a manifest alone, fetch, stat, collect."""
+"""The jobs people launch: ingest (and a manifest), a manifest alone, fetch, stat, collect,
+verify."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from .collection import collect_shard, plan_collection, report_collection
 from .fetch import fetch, stat
 from .ingest import ingest
 from .manifests import write_manifest_op
+from .verification import plan_verification, report_verification, verify_shard
 
 __all__ = [
     "collect_job",
     "fetch_job",
     "ingest_job",
     "make_collect_job",
+    "make_verify_job",
     "manifest_job",
     "stat_job",
+    "verify_job",
 ]
 
 
@@ -76,3 +80,25 @@ def make_collect_job(executor: ExecutorDefinition | None = in_process_by_default
 
 
 collect_job = make_collect_job()
+
+
+def make_verify_job(executor: ExecutorDefinition | None = in_process_by_default) -> JobDefinition:
+    """verify_job, on ``executor`` (None: the code location's), as ``make_collect_job``."""
+
+    @job(
+        description="Re-hash stored objects (all, or a sample) and report corrupt ones; "
+        "one verify step (shard_width: 0) or one per digest-prefix shard. Fails if an "
+        "object is corrupt; with quarantine: true, moves such objects aside so that the "
+        "next put of their bytes repairs them.",
+        tags={"s3repo/kind": "verification"},
+        executor_def=executor,
+    )
+    def verify_job() -> None:
+        plan, shards = plan_verification()
+        reports = shards.map(lambda shard: verify_shard(shard, plan))
+        report_verification(reports.collect())
+
+    return verify_job
+
+
+verify_job = make_verify_job()

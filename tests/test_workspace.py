@@ -51,5 +51,5 @@ def test_dg_lists_the_jobs_and_the_repository_asset() -> None:
     result = dg("list", "defs", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     listed = json.loads(result.stdout)
-    assert {"collect_job", "ingest_job"} <= {job["name"] for job in listed["jobs"]}
+    assert {"collect_job", "ingest_job", "verify_job"} <= {job["name"] for job in listed["jobs"]}
     assert "s3repo/repository" in {asset["asset_key"] for asset in listed["assets"]}
