@@ -22,6 +22,8 @@ import pytest
 from devkit.localserver import LocalS3
 from s3repo_core import Digest, read_manifest
 
+from faultproxy import FaultProxy, request_kind
+
 ENTRY_POINT = Path(sys.executable).with_name("s3repo")
 PREFIX = "cli"
 
@@ -270,6 +272,37 @@ def _hold_a_collection(shell: Shell) -> None:
     )
 
 
+def test_a_get_corrupted_in_transit_quarantines_nothing(
+    moto_server: LocalS3, tmp_path: Path
+) -> None:
+    """verify --quarantine through a proxy that flips a byte of the first GET: the second
+    read is good, so the object is unconfirmed, stays, and the command exits 0."""
+    shell = Shell(moto_server, moto_server.create_bucket(), tmp_path)
+    data = os.urandom(200_000)
+    digest = shell.json("put", "-", stdin=data)["files"][0]["digest"]
+    flipped: list[str] = []
+
+    def first_get_only(number: int, method: str, path: str) -> None:
+        if request_kind(method, path) == "GET object" and not flipped:
+            flipped.append(path)
+            proxy.set_rates({})  # this one was drawn already: it is flipped, no other
+
+    with FaultProxy(moto_server.port, rates={"flip": 1.0}, on_request=first_get_only) as proxy:
+        env = {**shell.env(), "AWS_ENDPOINT_URL_S3": proxy.endpoint_url}
+        done = subprocess.run(
+            [str(ENTRY_POINT), "--json", "verify", "--all", "--quarantine"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert proxy.faults["flip"] == 1
+    assert (report["unconfirmed"], report["corrupt"], report["quarantined"]) == ([digest], [], [])
+    assert shell.run("get", digest).stdout == data
+    assert shell.json("du")["quarantine"]["count"] == 0
+
+
 def _read_until_exit(fd: int, proc: subprocess.Popen[bytes]) -> bytes:
     seen = b""
     while True:
@@ -287,19 +320,14 @@ def _read_until_exit(fd: int, proc: subprocess.Popen[bytes]) -> bytes:
     return seen
 
 
-def test_progress_shows_on_a_terminal_and_not_on_a_pipe(
-    moto_server: LocalS3, tmp_path: Path
-) -> None:
-    shell = Shell(moto_server, moto_server.create_bucket(), tmp_path)
-    (tmp_path / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
-    piped = shell.run("put", "big.bin")
-    assert piped.stderr == b""
+def _on_a_terminal(shell: Shell, *args: str) -> bytes:
+    """What the command draws on stderr when stderr is a terminal (of 100 columns)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [str(ENTRY_POINT), "put", "big.bin"],
+        [str(ENTRY_POINT), *args],
         env=shell.env(),
-        cwd=tmp_path,
+        cwd=shell.cwd,
         stdout=subprocess.PIPE,
         stderr=follower,
     )
@@ -311,4 +339,23 @@ def test_progress_shows_on_a_terminal_and_not_on_a_pipe(
         os.close(leader)
         assert proc.stdout is not None
         proc.stdout.close()
+    return drawn
+
+
+def test_progress_shows_on_a_terminal_and_not_on_a_pipe(
+    moto_server: LocalS3, tmp_path: Path
+) -> None:
+    shell = Shell(moto_server, moto_server.create_bucket(), tmp_path)
+    (tmp_path / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    piped = shell.run("put", "big.bin")
+    assert piped.stderr == b""
+    shell.remove(str(Digest.of((tmp_path / "big.bin").read_bytes())))
+    drawn = _on_a_terminal(shell, "put", "big.bin")
     assert b"hash: 100%" in drawn and b"3.00M/3.00M" in drawn and b"B/s" in drawn, drawn
+    (tmp_path / "many").mkdir()
+    for n in range(5):
+        (tmp_path / "many" / f"{n}.bin").write_bytes(os.urandom(1000 + n))
+    assert b"5 objects" in _on_a_terminal(shell, "put", "many")
+    assert shell.run("verify", "--all").stderr == b""
+    drawn = _on_a_terminal(shell, "verify", "--all")
+    assert b"verify" in drawn and b"6 objects" in drawn, drawn

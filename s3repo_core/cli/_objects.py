@@ -58,7 +58,9 @@ def put(repo: Any, args: argparse.Namespace, out: Output) -> None:
         files = [_put_one(repo, paths[0])]
     else:
         with Progress("put", sum(size for _, size in found)) as progress:
-            files = repo.put_files(paths, on_stored=lambda _, file: progress.add(file.size))
+            files = repo.put_files(
+                paths, on_stored=lambda _, file: progress.add(file.size, objects=1)
+            )
     rows = [(file, str(path)) for path, file in zip(paths, files, strict=True)]
     if args.manifest:
         _write_record(repo, args, rows, started)

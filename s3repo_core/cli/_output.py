@@ -56,6 +56,7 @@ class Progress:
     def __init__(self, label: str, total: int | None = None, unit: str = "B") -> None:
         self._lock = threading.Lock()
         self._bar: Any = None
+        self._objects = 0
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -76,9 +77,14 @@ class Progress:
     def shown(self) -> bool:
         return self._bar is not None
 
-    def add(self, amount: int = 1) -> None:
+    def add(self, amount: int = 1, objects: int = 0) -> None:
+        """Count ``amount`` units; ``objects`` done too, shown with their rate."""
         if self._bar is not None:
             with self._lock:
+                if objects:
+                    self._objects += objects
+                    rate = self._objects / max(self._bar.format_dict["elapsed"], 1e-3)
+                    self._bar.set_postfix_str(f"{self._objects} objects, {rate:.0f}/s", False)
                 self._bar.update(amount)
 
     def describe(self, label: str) -> None:

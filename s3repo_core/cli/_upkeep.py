@@ -40,7 +40,7 @@ def verify(repo: Any, args: argparse.Namespace, out: Output) -> int:
             shards=args.shard,
             sample=args.sample,
             quarantine=args.quarantine,
-            on_checked=lambda _, size: progress.add(size),
+            on_checked=lambda _, size: progress.add(size, objects=1),
         )
     data = report.to_dict()
     data["repository"] = str(repo)
