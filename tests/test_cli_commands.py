@@ -359,3 +359,33 @@ def test_progress_shows_on_a_terminal_and_not_on_a_pipe(
     assert shell.run("verify", "--all").stderr == b""
     drawn = _on_a_terminal(shell, "verify", "--all")
     assert b"verify" in drawn and b"6 objects" in drawn, drawn
+    big = str(Digest.of((tmp_path / "big.bin").read_bytes()))
+    drawn = _on_a_terminal(shell, "get", big, "-o", "copy.bin")
+    assert b"3.00M/3.00M" in drawn, drawn
+    assert (tmp_path / "copy.bin").read_bytes() == (tmp_path / "big.bin").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("s3repo ve", ["verify"]),
+        ("s3repo verify --qu", ["--quarantine"]),
+        ("s3repo ma", ["manifest"]),
+    ],
+)
+def test_the_shell_completes_commands_and_options(
+    tmp_path: Path, line: str, offered: list[str]
+) -> None:
+    """What bash or zsh gets from argcomplete (registered with register-python-argcomplete)."""
+    out = tmp_path / "completions"
+    env = {
+        **os.environ,
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_IFS": "\n",
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+    }
+    done = subprocess.run([str(ENTRY_POINT)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().split() == offered
