@@ -245,6 +245,23 @@ class S3Bucket:
         with self.open(key) as body:
             return body.read()
 
+    def tail(self, key: str, count: int) -> tuple[bytes, int, str | None]:
+        """The last ``count`` bytes of ``key`` (all of it if it is shorter), its size
+        and its ETag, in one GET with a suffix Range: what a file's footer needs."""
+        what = self.where(key)
+        try:
+            with translated(what, key):
+                response = self.client.get_object(
+                    Bucket=self.name, Key=key, Range=f"bytes=-{count}"
+                )
+                data = response["Body"].read()
+        except RepositoryError as exc:
+            if exc.code == "InvalidRange":  # an empty object has no last bytes
+                return b"", 0, None
+            raise
+        total = str(response.get("ContentRange", "")).rpartition("/")[2]
+        return data, int(total) if total.isdigit() else len(data), response.get("ETag")
+
     def server_sha256(self, key: str) -> bytes | None:
         """The full-object ChecksumSHA256 S3 keeps of ``key``, from a HEAD with
         ChecksumMode ENABLED; None if it has none (objects are usually stored with a

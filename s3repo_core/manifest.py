@@ -36,6 +36,7 @@ Every function that reads or writes ``s3://`` takes the boto3 client to use as
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -44,7 +45,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -307,6 +308,73 @@ def _local_copy(loc: _Location, tmpdir: str | None = None, client: Any = None) -
         _remove(tmp)
 
 
+#: Bytes a footer read asks for at once: the metadata of any manifest s3repo writes (a
+#: few KiB per row group) and the 8 bytes after it, in one request.
+FOOTER_READ = 256 * 1024
+
+
+class _RemoteFile(io.RawIOBase):
+    """A manifest in S3 as a seekable file whose bytes are fetched as they are read.
+
+    Reading a footer then costs one GET of the file's last bytes (pyarrow reads the
+    footer from the end), not a download of every row: what retention and ``why`` pay
+    per record. Reads past what was fetched ask for their range, pinned to the version
+    the first read saw.
+    """
+
+    def __init__(self, bucket: S3Bucket, key: str) -> None:
+        super().__init__()
+        self._bucket, self._key = bucket, key
+        self._tail, self.size, self._etag = bucket.tail(key, FOOTER_READ)
+        self._tail_at = self.size - len(self._tail)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        start = self._position
+        end = min(start + len(buffer), self.size)
+        if end <= start:
+            return 0
+        if start >= self._tail_at:
+            data = self._tail[start - self._tail_at : end - self._tail_at]
+        else:
+            with self._bucket.open(self._key, start, end, self._etag) as body:
+                data = body.read()
+        buffer[: len(data)] = data
+        self._position = start + len(data)
+        return len(data)
+
+
+@contextmanager
+def _footer_source(loc: _Location, client: Any = None) -> Iterator[str | BinaryIO]:
+    """Where to read the footer of the manifest at ``loc``: its path, or for S3 a file
+    that fetches only the bytes read (see ``_RemoteFile``)."""
+    if not loc.is_s3:
+        yield loc.path
+        return
+    if not loc.path or loc.path.endswith("/"):
+        raise InvalidArgumentError(f"{loc} names a prefix, not a manifest")
+    assert loc.bucket is not None
+    remote = _RemoteFile(S3Bucket(loc.bucket, _client_of(loc, client)), loc.path)
+    try:
+        yield cast(BinaryIO, io.BufferedReader(remote, buffer_size=FOOTER_READ))
+    finally:
+        remote.close()
+
+
 def _expand(
     srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     client: Any = None,
@@ -564,8 +632,12 @@ def _values(col: pa.Array[Any], width: int) -> np.ndarray:
 class _Reader:
     """Open, check and stream one local manifest file; ``label`` names it in errors."""
 
-    def __init__(self, path: str, label: str) -> None:
+    def __init__(self, path: str | BinaryIO, label: str) -> None:
         self.label = label
+        if not isinstance(path, str):  # an open file (see _footer_source)
+            self._file = path
+            self._open()
+            return
         try:
             self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         except FileNotFoundError as exc:
@@ -791,7 +863,7 @@ def read_manifest_infos(
     found = _expand(srcs, client, allow_empty=True)
     infos = []
     for loc in found:
-        with _local_copy(loc, client=client) as path, _Reader(path, str(loc)) as reader:
+        with _footer_source(loc, client) as source, _Reader(source, str(loc)) as reader:
             infos.append(_info(reader))
     return infos
 

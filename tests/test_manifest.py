@@ -32,6 +32,7 @@ from s3repo_core.manifest import (
     read_liveset,
     read_liveset_with_info,
     read_manifest,
+    read_manifest_infos,
     write_manifest,
 )
 
@@ -190,6 +191,30 @@ def test_s3_round_trip(bucket: str, s3: Any) -> None:
     manifest = read_manifest(url)
     assert list(manifest) == written
     assert (manifest.created_at, manifest.created_by) == (WHEN, "ingest")
+
+
+def test_reading_what_s3_manifests_are_fetches_only_their_footers(bucket: str, s3: Any) -> None:
+    """Retention reads every record's footer at each collection: one GET of the last
+    bytes each, however many rows the manifest holds."""
+    big = write_manifest(
+        f"s3://{bucket}/records/big.parquet", rows(120_000), kind="record", labels={"a": "b"}
+    )
+    small = write_manifest(f"s3://{bucket}/records/small.parquet", rows(3), created_at=WHEN)
+    size = s3.head_object(Bucket=bucket, Key="records/big.parquet")["ContentLength"]
+    assert size > 4 * 1024 * 1024  # far more than one footer read
+    ranges: list[str] = []
+    s3.meta.events.register(
+        "before-call.s3.GetObject",
+        lambda params, **_: ranges.append(params["headers"].get("Range", "")),
+    )
+    infos = read_manifest_infos(f"s3://{bucket}/records/", client=s3)
+    assert infos == [big, small]
+    assert ranges == ["bytes=-262144", "bytes=-262144"]
+    with pytest.raises(NotExistError):
+        read_manifest_infos(f"s3://{bucket}/records/absent.parquet", client=s3)
+    s3.put_object(Bucket=bucket, Key="records/empty.parquet", Body=b"")
+    with pytest.raises(InvalidArgumentError, match="not a readable Parquet file"):
+        read_manifest_infos(f"s3://{bucket}/records/empty.parquet", client=s3)
 
 
 def test_failed_s3_write_leaves_no_object(bucket: str, s3: Any) -> None:
