@@ -31,8 +31,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--repetitions",
         type=int,
-        help="runs of each side per case (default 3, or the case's own: collect_100k 1; "
-        "1 with --smoke)",
+        help="runs of each side per case (default 3, or the case's own: "
+        + ", ".join(f"{case.name} {case.repetitions}" for case in CASES if case.repetitions)
+        + "; 1 with --smoke)",
     )
     parser.add_argument(
         "--output",

@@ -51,16 +51,19 @@ class Case:
     # Issue 12 states aims as our time / the peer's, at most: ``aim`` is then its inverse.
     time_aim: float | None = None
     time_goal: float | None = None  # a further goal, shown but not judged
-    # More peers, by name: the row's baseline is whichever is fastest (median).
+    # More peers, by name: the row's baseline is whichever is fastest (median)...
     peers: tuple[tuple[str, Side], ...] = ()
+    # ...unless the issue sets an aim against each: our time / that peer's, at most,
+    # judged besides ``aim``, which is then against the base alone.
+    peer_time_aims: tuple[tuple[str, float], ...] = ()
     base_name: str = "baseline"  # the base's name where there are several peers
     servers: tuple[str, ...] = SERVERS
     # Requests are counted by the server, for both sides (s5cmd's are out of boto3's
     # sight); elsewhere by the side's boto3 client.
     count_on_server: bool = False
-    # Every side runs another program (s3repo, python -c): only the server sees its
-    # requests, and the worker's client counts none.
-    out_of_process: bool = False
+    # The sides that run another program (s3repo, python -c): only the server sees
+    # their requests, and the worker's client counts none.
+    out_of_process: tuple[str, ...] = ()
     request_limit: Callable[[Sizes], int] | None = None  # our requests, at most
     delete_limit: Callable[[Sizes], int] | None = None  # our DeleteObjects, at most
     repetitions: int | None = None  # its own default, for a case too long for three
@@ -83,6 +86,11 @@ class Case:
 
     def peer_name(self, side: str) -> str:
         return self.base_name if side == "baseline" else side
+
+    def client_sees(self, side: str) -> bool:
+        """Whether the worker's boto3 client sends every request of ``side`` (so that its
+        count must agree with the server's): not s5cmd's, nor another program's."""
+        return self.peer_name(side) != "s5cmd" and side not in self.out_of_process
 
     @property
     def uses_s5cmd(self) -> bool:
@@ -643,9 +651,40 @@ CASES += [
         base_name="floor",
         prepare=cases14.prepare_stat,
         count_on_server=True,
-        out_of_process=True,
+        out_of_process=("ours", "baseline"),
         # One run is half a second, and start-up times vary: alternate many.
         repetitions=15,
+    ),
+    issue12(
+        "cli_put_dir_2k",
+        "the process `s3repo put DIR` of 2,000 new files of 16 KiB (the installed entry "
+        "point, S3REPO_URL), start to exit",
+        "put_files of the same paths in a library process; s5cmd cp DIR/ beside it",
+        "files/s",
+        1.1,
+        cases14.put_dir_ours,
+        cases14.put_dir_library,
+        base_name="put_files",
+        peers=(("s5cmd", cases14.put_dir_s5cmd),),
+        peer_time_aims=(("s5cmd", 1.2),),
+        prepare=cases14.prepare_put,
+        count_on_server=True,
+        out_of_process=("ours",),
+    ),
+    Case(
+        "cli_verify_all",
+        "the process `s3repo verify --all` of a repository of 200 objects of 1 MiB, start to exit",
+        "boto3 get_object of the same keys from a thread pool of the same concurrency, "
+        "each read to the end, unverified",
+        "MiB/s",
+        0.9,
+        True,
+        cases14.verify_ours,
+        cases14.verify_boto3,
+        prepare=cases14.prepare_verify,
+        count_on_server=True,
+        out_of_process=("ours",),
+        repetitions=5,  # a run of a side is about two seconds: alternate more
     ),
     issue12(
         "collect_100k",

@@ -62,7 +62,7 @@ def write_large_files(env: Env) -> None:
         path.write_bytes(os.urandom(env.sizes.large_file_size))
 
 
-def _paths(folder: Path) -> list[Path]:
+def paths_in(folder: Path) -> list[Path]:
     return sorted(folder.iterdir())
 
 
@@ -76,7 +76,7 @@ def _s5cmd(env: Env, *args: str) -> str:
     return out
 
 
-def _copied(out: str) -> int:
+def copied(out: str) -> int:
     """How many objects an s5cmd run copied (it prints a line for each)."""
     return sum(1 for line in out.splitlines() if line.startswith("cp "))
 
@@ -90,13 +90,13 @@ def _store_ours(env: Env, folder: Path, prefix: str) -> None:
     enable = getattr(setup, "enable_touch_records", None)
     if enable is not None:
         enable()
-    setup.put_files(_paths(folder))
+    setup.put_files(paths_in(folder))
 
 
 def _store_s5cmd(env: Env, folder: Path, prefix: str) -> None:
     """The directory synced by s5cmd."""
     out = _s5cmd(env, "sync", f"{folder}/", f"s3://{env.bucket}/{prefix}/")
-    if _copied(out) != len(_paths(folder)):
+    if copied(out) != len(paths_in(folder)):
         raise AssertionError("the first s5cmd sync did not copy every file")
 
 
@@ -132,7 +132,7 @@ def _stored(env: Env, side: str, folder: Path, prefix: str) -> None:
 
 
 @contextmanager
-def _own_prefix(env: Env, side: str) -> Iterator[str]:
+def own_prefix(env: Env, side: str) -> Iterator[str]:
     """A fresh prefix for one repetition of ``side``, emptied afterwards whatever happens."""
     prefix = _prefix(env, side)
     try:
@@ -151,10 +151,10 @@ def _reingest(
     ``again(env, paths, prefix)``: storing it once more."""
 
     def side(env: Env) -> float:
-        paths = _paths(folder(env))
+        paths = paths_in(folder(env))
         env.move_clock(reset=True)
         try:
-            with _own_prefix(env, who) as prefix:
+            with own_prefix(env, who) as prefix:
                 _stored(env, who, folder(env), prefix)
                 env.move_clock(age)
                 again(env, paths, prefix)
@@ -185,8 +185,8 @@ def reingest_s5cmd(folder: Callable[[Env], Path], age: float) -> Side:
     def again(env: Env, paths: list[Path], prefix: str) -> None:
         with env.measure():
             out = _s5cmd(env, "sync", f"{folder(env)}/", f"s3://{env.bucket}/{prefix}/")
-        if _copied(out):
-            raise AssertionError(f"s5cmd sync copied {_copied(out)} stored files again")
+        if copied(out):
+            raise AssertionError(f"s5cmd sync copied {copied(out)} stored files again")
 
     return _reingest(folder, age, "s5cmd", again)
 
@@ -196,8 +196,8 @@ def reingest_s5cmd(folder: Callable[[Env], Path], age: float) -> Side:
 
 def ingest_ours(folder: Callable[[Env], Path]) -> Side:
     def side(env: Env) -> float:
-        paths = _paths(folder(env))
-        with _own_prefix(env, "ours") as prefix:
+        paths = paths_in(folder(env))
+        with own_prefix(env, "ours") as prefix:
             repo = env.repo(prefix)
             with env.measure():
                 files = repo.put_files(paths)
@@ -212,9 +212,9 @@ def ingest_boto3(folder: Callable[[Env], Path]) -> Side:
     """PutObject of each file from a thread pool of the run's concurrency."""
 
     def side(env: Env) -> float:
-        paths = _paths(folder(env))
+        paths = paths_in(folder(env))
         client, bucket = env.client, env.bucket
-        with _own_prefix(env, "boto3") as prefix:
+        with own_prefix(env, "boto3") as prefix:
 
             def put(path: Path) -> None:
                 with open(path, "rb") as body:
@@ -231,12 +231,12 @@ def ingest_s5cmd(folder: Callable[[Env], Path]) -> Side:
     """s5cmd cp of the directory's files to a new prefix."""
 
     def side(env: Env) -> float:
-        paths = _paths(folder(env))
-        with _own_prefix(env, "s5cmd") as prefix:
+        paths = paths_in(folder(env))
+        with own_prefix(env, "s5cmd") as prefix:
             with env.measure():
                 out = _s5cmd(env, "cp", f"{folder(env)}/*", f"s3://{env.bucket}/{prefix}/")
-            if _copied(out) != len(paths):
-                raise AssertionError(f"s5cmd cp copied {_copied(out)} of {len(paths)} files")
+            if copied(out) != len(paths):
+                raise AssertionError(f"s5cmd cp copied {copied(out)} of {len(paths)} files")
         return len(paths)
 
     return side

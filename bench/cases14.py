@@ -14,26 +14,53 @@ Both run with their bytecode cached, as an installed command's is (pip compiles 
 even where ``PYTHONDONTWRITEBYTECODE`` is set: the cache is kept in the run's workdir
 (``PYTHONPYCACHEPREFIX``, so nothing is written beside the sources), and the case's
 prepare runs each command once, untimed, to fill it.
+
+The cases of the other commands time a whole ``s3repo`` process too, configured as a
+user's would be: ``S3REPO_URL`` and the server's ``AWS_*`` variables. The command has no
+flag for its concurrency, so it uses the repository's default (:data:`CONCURRENCY`, 8, the
+full run's too), and every peer of these cases is given the same:
+
+- **cli_put_dir_2k**: ``s3repo put DIR`` of the 2,000 files of 16 KiB to a prefix of its
+  own each repetition (nothing stored: nothing is deduplicated), against ``put_files``
+  of the same paths in the worker (the library in a process that is already running)
+  and ``s5cmd cp DIR/ s3://BUCKET/PREFIX/`` (``--numworkers`` of that concurrency);
+- **cli_verify_all**: ``s3repo verify --all`` of a repository of the 200 files of 1 MiB
+  (stored, and read once, by the case's prepare), against boto3 ``get_object`` of the
+  same keys from a thread pool of that concurrency in the worker, each body read to
+  its end, unverified. Ours also lists the repository, as it must to find the objects.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from s3repo_core import Digest
 from s3repo_core._names import Layout
+from s3repo_core._s3repository import DEFAULT_CONCURRENCY
 
+from . import s5cmd
+from .cases12 import copied, large_dir, own_prefix, paths_in, small_dir
 from .context import Env
 from .s5cmd import _peak_rss as peak_rss_of
 
 #: The prefix of the repository the object is stated in.
 PREFIX = "cli-stat"
+#: The prefix of the repository that ``s3repo verify --all`` reads.
+VERIFY_PREFIX = "cli-verify"
+#: The concurrency of every side of the cases of put and verify: the command's.
+CONCURRENCY = DEFAULT_CONCURRENCY
+#: Bytes read at a time, by verify (``s3repo_core._verify.CHUNK``) and its peer.
+CHUNK = 1024 * 1024
+#: How long one run of a command may take.
+TIMEOUT = 600
 _BODY = b"issue 14: s3repo stat starts like a bare botocore process\n"
 _FLOOR = (
     "import sys, botocore.session\n"
@@ -59,22 +86,22 @@ def _commands(env: Env) -> dict[str, list[str]]:
     }
 
 
-def _environ(env: Env) -> dict[str, str]:
-    """The worker's environment (the server's AWS_* variables), bytecode cached."""
+def _environ(env: Env, prefix: str | None = None) -> dict[str, str]:
+    """The worker's environment (the server's AWS_* variables), bytecode cached; and
+    ``S3REPO_URL`` naming the repository at ``prefix``, if given."""
     environ = {**os.environ, "PYTHONPYCACHEPREFIX": str(env.workdir / "pycache")}
     environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if prefix is not None:
+        environ["S3REPO_URL"] = f"s3r://{env.bucket}/{prefix}"
     return environ
 
 
-def _run(env: Env, side: str) -> int | None:
-    """Run ``side``'s command once; its peak RSS, polled from /proc as it runs (a
-    child's rusage starts at its parent's). An error unless it stated the object."""
+def _process(command: list[str], environ: dict[str, str], timeout: float) -> tuple[str, int | None]:
+    """Run ``command`` once: what it printed on stdout, and its peak RSS, polled from
+    /proc as it runs (a child's rusage starts at its parent's). RuntimeError unless it
+    exits 0."""
     proc = subprocess.Popen(
-        _commands(env)[side],
-        env=_environ(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     peak: list[int] = []
     done = threading.Event()
@@ -88,7 +115,7 @@ def _run(env: Env, side: str) -> int | None:
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         done.set()
         poller.join()
@@ -96,10 +123,24 @@ def _run(env: Env, side: str) -> int | None:
             proc.kill()
             proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} exited with {proc.returncode}: {err[-2000:]}")
+        raise RuntimeError(f"{command[:2]} exited with {proc.returncode}: {err[-2000:]}")
+    return out, max(peak) if peak else None
+
+
+def _run(env: Env, side: str) -> int | None:
+    """Run ``side``'s stat command once; its peak RSS. An error unless it stated the
+    object."""
+    out, peak = _process(_commands(env)[side], _environ(env), 60)
     if side == "ours" and str(Digest.of(_BODY)) not in out:
         raise RuntimeError(f"s3repo stat printed {out!r}")
-    return max(peak) if peak else None
+    return peak
+
+
+def s3repo(env: Env, prefix: str, *args: str) -> str:
+    """Run ``s3repo ARGS`` on the repository at ``prefix`` (``S3REPO_URL``); what it
+    printed. Its peak RSS is the side's memory (the worker only waits for it)."""
+    out, env.memory = _process([str(entry_point()), *args], _environ(env, prefix), TIMEOUT)
+    return out
 
 
 def prepare_stat(env: Env) -> dict[str, Any]:
@@ -125,3 +166,101 @@ def _timed(side: str) -> Callable[[Env], float]:
 stat_ours = _timed("ours")
 #: botocore's import, an S3 client and one HEAD, in a ``python -c`` process.
 stat_floor = _timed("floor")
+
+
+# -- s3repo put DIR ---------------------------------------------------------------------------
+
+
+def _check_put(paths: list[Path], digests: list[str], who: str) -> None:
+    if len(digests) != len(paths) or len(set(digests)) != len(paths):
+        raise AssertionError(f"{who} gave {len(set(digests))} digests for {len(paths)} files")
+
+
+def prepare_put(env: Env) -> dict[str, Any]:
+    """``s3repo put`` of two files, untimed and removed: it caches the command's
+    bytecode."""
+    with own_prefix(env, "warm") as prefix:
+        s3repo(env, prefix, "put", *map(str, paths_in(small_dir(env))[:2]))
+    return {}
+
+
+def put_dir_ours(env: Env) -> float:
+    """``s3repo put DIR``: a process, from start to exit."""
+    folder = small_dir(env)
+    paths = paths_in(folder)
+    with own_prefix(env, "ours") as prefix, env.measure():
+        out = s3repo(env, prefix, "put", str(folder))
+    _check_put(paths, [line.split()[0] for line in out.splitlines()], "s3repo put")
+    return len(paths)
+
+
+def put_dir_library(env: Env) -> float:
+    """put_files of the same paths, in the worker."""
+    paths = paths_in(small_dir(env))
+    with own_prefix(env, "library") as prefix:
+        repo = env.repo(prefix, concurrency=CONCURRENCY)
+        with env.measure():
+            files = repo.put_files(paths)
+    _check_put(paths, [str(file.digest) for file in files], "put_files")
+    return len(paths)
+
+
+def put_dir_s5cmd(env: Env) -> float:
+    """``s5cmd cp DIR/ s3://BUCKET/PREFIX/``."""
+    folder = small_dir(env)
+    paths = paths_in(folder)
+    with own_prefix(env, "s5cmd") as prefix, env.measure():
+        out, env.memory = s5cmd.run(
+            ["cp", f"{folder}/", f"s3://{env.bucket}/{prefix}/"], env.endpoint, CONCURRENCY
+        )
+    if copied(out) != len(paths):
+        raise AssertionError(f"s5cmd cp copied {copied(out)} of {len(paths)} files")
+    return len(paths)
+
+
+# -- s3repo verify --all ----------------------------------------------------------------------
+
+
+def prepare_verify(env: Env) -> dict[str, Any]:
+    """The repository: the larger files, stored untimed; then ``s3repo verify --all``
+    once, untimed, which caches its bytecode and reads each object once (the JuiceFS
+    gateway's first read of a new object is slow, and would fall on one side)."""
+    repo = env.repo(VERIFY_PREFIX, client=env.setup_client)
+    files = repo.put_files(paths_in(large_dir(env)))
+    s3repo(env, VERIFY_PREFIX, "verify", "--all")
+    return {
+        "keys": [repo.layout.object_key(file.digest) for file in files],
+        "bytes": sum(file.size for file in files),
+    }
+
+
+def verify_ours(env: Env) -> float:
+    """``s3repo verify --all``: a process, from start to exit."""
+    keys, size = env.params["keys"], env.params["bytes"]
+    with env.measure():
+        out = s3repo(env, VERIFY_PREFIX, "verify", "--all", "--json")
+    report = json.loads(out)
+    if (report["checked"], report["bytes_read"]) != (len(keys), size) or any(
+        report[name] for name in ("corrupt", "truncated", "missing", "unconfirmed")
+    ):
+        raise AssertionError(f"s3repo verify --all reported {report}")
+    return float(size)
+
+
+def verify_boto3(env: Env) -> float:
+    """get_object of each key from a thread pool, each body read to its end."""
+    client, bucket = env.client, env.bucket
+    keys, size = env.params["keys"], env.params["bytes"]
+
+    def read(key: str) -> int:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        count = 0
+        while chunk := body.read(CHUNK):
+            count += len(chunk)
+        return count
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool, env.measure():
+        count = sum(pool.map(read, keys))
+    if count != size:
+        raise AssertionError(f"read {count} bytes of {size}")
+    return float(size)

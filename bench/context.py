@@ -198,17 +198,17 @@ class Env:
         return os.environ["AWS_ENDPOINT_URL_S3"]
 
     def repo(self, prefix: str, client: Any = None, **options: Any) -> Any:
-        """Our repository at ``prefix`` in the run's bucket, with the run's transfer sizes."""
+        """Our repository at ``prefix`` in the run's bucket, with the run's transfer sizes
+        (``options`` may name others)."""
         from s3repo_core import S3Repository
 
+        sizes = {
+            "part_size": self.sizes.part_size,
+            "lookahead": self.sizes.lookahead,
+            "concurrency": self.sizes.concurrency,
+        }
         return S3Repository(
-            self.bucket or "",
-            prefix,
-            client=client or self.client,
-            part_size=self.sizes.part_size,
-            lookahead=self.sizes.lookahead,
-            concurrency=self.sizes.concurrency,
-            **options,
+            self.bucket or "", prefix, client=client or self.client, **{**sizes, **options}
         )
 
     def transfer_config(self) -> Any:

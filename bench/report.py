@@ -110,6 +110,10 @@ def _requests(row: Row) -> str:
     if ours is None or baseline is None:
         return "-"
     text = f"{ours:,.0f} / {baseline:,.0f}"
+    for side in row.case.sides[1:]:
+        count = row.peer_requests(side)
+        if side != row.best_peer and count is not None:  # the other peers', by name
+            text += f"; {row.case.peer_name(side)} {count:,.0f}"
     deletes = row.deletes("ours"), row.deletes("baseline")
     if row.case.delete_limit is not None and None not in deletes:
         text += f"; DeleteObjects {deletes[0]:,.0f} / {deletes[1]:,.0f}"
@@ -124,6 +128,8 @@ def _aim(row: Row) -> str:
     else:
         aim = f"≥ {case.aim:.2f} (time ≤ {case.time_aim:g}"
         aim += f"; goal ≤ {case.time_goal:g})" if case.time_goal is not None else ")"
+    for side, time_aim in case.peer_time_aims:
+        aim += f"; {case.peer_name(side)} ≥ {1 / time_aim:.2f} (time ≤ {time_aim:g})"
     if case.memory_aim is not None:
         aim += f", memory ≤ {case.memory_aim:g}"
     if case.request_limit is not None:
@@ -134,13 +140,16 @@ def _aim(row: Row) -> str:
 
 
 def _baseline(row: Row) -> str:
-    """The baseline's figure; with several peers, which was best and what the others did."""
+    """The baseline's figure; with several peers, which was best (or the base, where each
+    has an aim) and what the others did, with our ratio to those aimed at."""
     case = row.case
     text = f"{row.throughput('baseline'):,.1f} {case.unit}"
     if case.peers:
         best = row.best_peer
+        aimed = dict(case.peer_time_aims)
         others = [
             f"{case.peer_name(side)} {row.peer_throughput(side):,.1f}"
+            + (f", ratio {row.peer_ratio(side):.2f}" if side in aimed else "")
             for side in case.sides[1:]
             if side != best
         ]
@@ -217,8 +226,13 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "moto's clock (re-ingest: the set is stored, then the clock moved on by the age; "
         "collect_100k: every object is made older than grace, 24 h), and collect_100k's "
         "objects are written through moto's in-process fast path. Each repetition rebuilds "
-        "its state untimed and removes it after. cli_stat_startup times whole processes, "
-        "each side's bytecode cached (see bench/cases14.py).",
+        "its state untimed and removes it after. Issue 14's cases time whole `s3repo` "
+        "processes (the installed entry point, configured by `AWS_*` variables and "
+        "`S3REPO_URL`), bytecode cached, at the command's own concurrency (the "
+        "repository's default) on every side; the server counts their requests (see "
+        "bench/cases14.py). cli_put_dir_2k has an aim against each of its peers: the "
+        "baseline is the library's put_files, and its ratio to s5cmd is given beside "
+        "s5cmd's figure.",
         "",
         table(rows),
         "",

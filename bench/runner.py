@@ -110,8 +110,7 @@ def _count_on_server(case: Case, samples: Samples, tap: Tap, server: str) -> Non
     for side, runs in samples.items():
         for sample in runs:
             # A boto3 side is counted by its client too: the two counts must agree.
-            by_client = case.peer_name(side) != "s5cmd" and not case.out_of_process
-            if by_client and sample.requests != sample.server_requests:
+            if case.client_sees(side) and sample.requests != sample.server_requests:
                 log(
                     f"warning: {case.name} on {server}, {side}: the server counted "
                     f"{sample.server_requests} requests, the client {sample.requests}"

@@ -21,7 +21,10 @@ class Row:
 
     @property
     def best_peer(self) -> str:
-        """The side that is the row's baseline: the fastest peer by median throughput."""
+        """The side that is the row's baseline: the fastest peer by median throughput,
+        or the base where the case aims at each peer on its own."""
+        if self.case.peer_time_aims:
+            return "baseline"
 
         def median(side: str) -> float:
             return statistics.median(s.throughput for s in self.sides[side])
@@ -46,6 +49,10 @@ class Row:
         """Our median throughput over the baseline's: above 1, ours is faster."""
         return self.throughput("ours") / self.throughput("baseline")
 
+    def peer_ratio(self, side: str) -> float:
+        """Our median throughput over that of the peer called ``side``."""
+        return self.throughput("ours") / self.peer_throughput(side)
+
     def memory(self, side: str) -> float:
         """MiB: the structure's traced size where the case measures one, else peak RSS."""
         samples = self.samples(side)
@@ -59,7 +66,14 @@ class Row:
     def requests(self, side: str) -> float | None:
         """The median number of requests a side sent to S3, where it used S3 (as the
         server counted them, for a case that counts there)."""
-        samples = self.samples(side)
+        return self._requests(self.samples(side))
+
+    def peer_requests(self, side: str) -> float | None:
+        """The median number of requests of the side called ``side`` ("baseline" is the
+        base)."""
+        return self._requests(self.sides[side])
+
+    def _requests(self, samples: list[Sample]) -> float | None:
         counts = [s.server_requests if self.case.count_on_server else s.requests for s in samples]
         if any(c is None for c in counts):
             return None
@@ -87,8 +101,13 @@ class Row:
     def met(self) -> bool:
         fast = self.ratio >= self.case.aim * (1 - 1e-9)  # 1 / time_aim, rounded
         aim = self.case.memory_aim
+        peers = all(
+            self.peer_ratio(side) >= (1 - 1e-9) / time_aim
+            for side, time_aim in self.case.peer_time_aims
+        )
         return (
             fast
+            and peers
             and (aim is None or self.memory_ratio <= aim)
             and self._within(self.case.request_limit, self.requests("ours"))
             and self._within(self.case.delete_limit, self.deletes("ours"))

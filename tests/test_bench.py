@@ -22,8 +22,8 @@ from bench.servers import start_counted, tap_for
 from bench.worker import RESULT
 from devkit.localserver import LocalS3
 
-#: The case of issue 14: processes, counted on the server.
-ISSUE_14 = ["cli_stat_startup"]
+#: The cases of issue 14: processes, counted on the server.
+ISSUE_14 = ["cli_stat_startup", "cli_put_dir_2k", "cli_verify_all"]
 #: The cases of issue 12, which all count their requests (s5cmd's on the server).
 ISSUE_12 = [case.name for case in CASES if case.time_aim is not None and case.name not in ISSUE_14]
 
@@ -140,6 +140,16 @@ def test_a_smoke_run_reports_every_case_with_a_ratio(tmp_path: Path) -> None:
     # s3repo stat and the floor: one process each, which the server saw send one HEAD.
     assert "(time ≤ 1.25)" in by_case["cli_stat_startup"][5]
     assert by_case["cli_stat_startup"][-1] == "1 / 1"
+    # s3repo put DIR and put_files: a LIST and a PutObject per file; s5cmd a PutObject
+    # per file, with its own aim, and its ratio beside its figure.
+    assert "(time ≤ 1.1); s5cmd ≥ 0.83 (time ≤ 1.2)" in by_case["cli_put_dir_2k"][5]
+    assert "(put_files; s5cmd " in by_case["cli_put_dir_2k"][3]
+    assert ", ratio " in by_case["cli_put_dir_2k"][3]
+    put = f"{SMOKE.files + 1} / {SMOKE.files + 1}; s5cmd {SMOKE.files}"
+    assert by_case["cli_put_dir_2k"][-1] == put
+    # s3repo verify --all lists (and reads the clock, with a LIST), then a GET each.
+    verify = f"{SMOKE.large_files + 2} / {SMOKE.large_files}"
+    assert by_case["cli_verify_all"][-1] == verify
     assert "python -m bench --smoke --servers moto --output" in text
     for fact in ("| CPU |", "| Python |", "| boto3 / botocore |", "| moto |", "| s3repo |"):
         assert fact in text
