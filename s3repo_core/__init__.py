@@ -31,13 +31,13 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._client import make_client, set_client
-    from ._collect import shard_names
     from ._filerepository import FileRepository
     from ._options import StoreOptions
     from ._planning import PlannedCollection, plan_collection
     from ._report import CollectReport, DeleteFailure
     from ._repository import Repository
     from ._s3repository import S3Repository
+    from ._shards import shard_names
     from ._stat import stat_many
     from ._tree import Tree, TreeEntry
     from ._verify import VerifyReport
@@ -98,7 +98,7 @@ _LAZY: dict[str, str] = {
     "read_manifest": ".manifest",
     "read_manifest_infos": ".manifest",
     "set_client": "._client",
-    "shard_names": "._collect",
+    "shard_names": "._shards",
     "stat_many": "._stat",
     "store_value": ".values",
     "write_manifest": ".manifest",

@@ -42,43 +42,16 @@ from ._listing import common_prefix, key_before
 from ._names import Layout
 from ._protocol import check_collector
 from ._report import MAX_LISTED_INVALID, CollectReport, DeleteFailure
+from ._shards import OTHER, UPLOADS, check_shards, shard_names
 from ._store import DeleteOutcomeUnknown, ObjectInfo, Store
 from ._touches import TouchLog
 from .liveset import Liveset, contains_many
 
 __all__ = ["Collector", "classify_keys", "collect", "shard_names"]
 
-HEX = "0123456789abcdef"
-OTHER = "other"
-UPLOADS = "uploads"
 #: The most keys S3 deletes in one request.
 DELETE_BATCH = 1000
 MAX_DELETE_ATTEMPTS = 4
-
-
-def shard_names(width: int = 1) -> list[str]:
-    """Every shard of a repository: ``16**width`` digest prefixes, 'other', 'uploads'."""
-    if not 1 <= width <= 4:
-        raise InvalidArgumentError(f"shard width is 1 to 4 hex digits, got {width}")
-    return [f"{n:0{width}x}" for n in range(16**width)] + [OTHER, UPLOADS]
-
-
-def _check_shards(shards: list[str]) -> list[str]:
-    for shard in shards:
-        if shard in (OTHER, UPLOADS):
-            continue
-        if not shard or len(shard) > 4 or not set(shard) <= set(HEX):
-            raise InvalidArgumentError(
-                f"invalid shard {shard!r}: 1-4 lowercase hex digits, 'other' or 'uploads'"
-            )
-    digest_shards = [s for s in shards if s not in (OTHER, UPLOADS)]
-    for a in digest_shards:
-        for b in digest_shards:
-            if a != b and b.startswith(a):
-                raise InvalidArgumentError(f"shards {a!r} and {b!r} overlap")
-    if len(set(shards)) != len(shards):
-        raise InvalidArgumentError("a shard is named twice")
-    return shards
 
 
 def collect(
@@ -269,7 +242,7 @@ class Collector:
         self.liveset = liveset
         self.threshold = threshold
         self.dry_run = dry_run
-        self.shards = _check_shards(list(shards or shard_names()))
+        self.shards = check_shards(list(shards or shard_names()))
         self.report = CollectReport(name, threshold, dry_run, list(self.shards))
         if keep_keys:
             self.report.collected_keys = []

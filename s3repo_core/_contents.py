@@ -13,13 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from ._digest import Digest
-from ._errors import InvalidArgumentError
 from ._names import Layout
+from ._shards import HEX, check_hex_shards
 from ._store import Store
 
 __all__ = ["AreaTotal", "RepositorySummary", "StoredObject", "list_objects", "summarize"]
-
-_HEX = "0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -85,18 +83,6 @@ class RepositorySummary:
         return result
 
 
-def check_hex_shards(shards: Sequence[str]) -> list[str]:
-    """``shards`` if each is 1-4 lowercase hex digits and none holds another."""
-    for shard in shards:
-        if not shard or len(shard) > 4 or not set(shard) <= set(_HEX):
-            raise InvalidArgumentError(f"invalid shard {shard!r}: 1-4 lowercase hex digits")
-    for a in shards:
-        for b in shards:
-            if a != b and b.startswith(a):
-                raise InvalidArgumentError(f"shards {a!r} and {b!r} overlap")
-    return sorted(set(shards))
-
-
 def list_objects(
     store: Store, layout: Layout, shards: Sequence[str] | None = None, page_size: int = 1000
 ) -> Iterator[StoredObject]:
@@ -120,7 +106,7 @@ def summarize(
     """The totals of every area of the repository: one listing of each."""
     summary = RepositorySummary()
     if by_shard:
-        summary.shards = {digit: AreaTotal() for digit in _HEX}
+        summary.shards = {digit: AreaTotal() for digit in HEX}
     for page in store.list_pages(layout.objects, page_size=page_size):
         for item in page.items:
             digest = layout.digest_of_key(item.key)

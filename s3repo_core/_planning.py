@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from ._collect import shard_names
 from ._errors import InvalidArgumentError
 from ._keeper import CLOCK_RESOLUTION
+from ._shards import shard_names
 from .liveset import BloomLiveset, ExactLiveset
 from .manifest import ManifestInfo, read_liveset_with_info
 

@@ -39,6 +39,7 @@ from ._errors import (
 )
 from ._lease import take_lease
 from ._names import Layout
+from ._shards import OTHER, UPLOADS, check_shards
 from ._store import Stat, Store
 
 if TYPE_CHECKING:
@@ -454,11 +455,9 @@ def verify_objects(
     if isinstance(files, str | Digest | File):
         raise InvalidArgumentError("files is an iterable of Files or digests: wrap one in [...]")
     _check_sample(sample)
-    from ._collect import OTHER, UPLOADS, _check_shards  # with numpy: not on every import
-
     hexes = None
     if shards:
-        hexes = [s for s in _check_shards(list(shards)) if s not in (OTHER, UPLOADS)]
+        hexes = [s for s in check_shards(shards) if s not in (OTHER, UPLOADS)]
     started = time.monotonic()
     # A missing bucket is an error, before any object is called missing.
     store.server_now(layout.collections)

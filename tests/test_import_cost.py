@@ -54,6 +54,9 @@ def test_a_file_repository_loads_no_dependency(tmp_path: Path) -> None:
     assert repo.stat(digest).size == 5
     with repo.get(digest) as stream:
         assert stream.read() == b"hello"
+    assert repo.verify().checked == 1 and repo.verify(shards=["a"]).checked <= 1
+    assert [item.digest for item in repo.list_objects()] == [digest]
+    assert repo.summary(by_shard=True).objects.count == 1
     """
     assert loaded_by(code, heavy=[*HEAVY, "botocore"]) == []
 
