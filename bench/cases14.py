@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,7 +47,7 @@ from s3repo_core._s3repository import DEFAULT_CONCURRENCY
 from . import s5cmd
 from .cases12 import copied, large_dir, own_prefix, paths_in, small_dir
 from .context import Env
-from .s5cmd import _peak_rss as peak_rss_of
+from .processes import run_measured
 
 #: The prefix of the repository the object is stated in.
 PREFIX = "cli-stat"
@@ -96,41 +94,10 @@ def _environ(env: Env, prefix: str | None = None) -> dict[str, str]:
     return environ
 
 
-def _process(command: list[str], environ: dict[str, str], timeout: float) -> tuple[str, int | None]:
-    """Run ``command`` once: what it printed on stdout, and its peak RSS, polled from
-    /proc as it runs (a child's rusage starts at its parent's). RuntimeError unless it
-    exits 0."""
-    proc = subprocess.Popen(
-        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    peak: list[int] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.wait(0.01):
-            rss = peak_rss_of(proc.pid)
-            if rss is not None:
-                peak.append(rss)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        done.set()
-        poller.join()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{command[:2]} exited with {proc.returncode}: {err[-2000:]}")
-    return out, max(peak) if peak else None
-
-
 def _run(env: Env, side: str) -> int | None:
     """Run ``side``'s stat command once; its peak RSS. An error unless it stated the
     object."""
-    out, peak = _process(_commands(env)[side], _environ(env), 60)
+    out, peak = run_measured(_commands(env)[side], _environ(env), 60)
     if side == "ours" and str(Digest.of(_BODY)) not in out:
         raise RuntimeError(f"s3repo stat printed {out!r}")
     return peak
@@ -139,7 +106,7 @@ def _run(env: Env, side: str) -> int | None:
 def s3repo(env: Env, prefix: str, *args: str) -> str:
     """Run ``s3repo ARGS`` on the repository at ``prefix`` (``S3REPO_URL``); what it
     printed. Its peak RSS is the side's memory (the worker only waits for it)."""
-    out, env.memory = _process([str(entry_point()), *args], _environ(env, prefix), TIMEOUT)
+    out, env.memory = run_measured([str(entry_point()), *args], _environ(env, prefix), TIMEOUT)
     return out
 
 

