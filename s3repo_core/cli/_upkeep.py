@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +27,14 @@ def verify(repo: Any, args: argparse.Namespace, out: Output) -> int:
         )
     if args.shard and not args.all:
         raise InvalidArgumentError("--shard goes with --all")
-    files: list[File | Digest] | None = None
+    files: Iterable[File | Digest] | None = None
     if args.digests:
         files = list(dict.fromkeys(Digest.parse(text) for text in args.digests))
     elif args.manifests:
         from ..manifest import manifest_rows
 
-        sizes = {row.digest: row.size for row in manifest_rows(args.manifests)}
-        files = [File(digest, size) for digest, size in sizes.items()]
+        # Streamed a manifest at a time; verify checks each digest once.
+        files = (File(row.digest, row.size) for row in manifest_rows(args.manifests))
     with Progress("verify") as progress:
         report = repo.verify(
             files,
