@@ -256,13 +256,17 @@ def test_a_long_stream_already_stored_is_not_published_twice(bucket: str, client
     assert_clean(client, bucket, [f"p/objects/{digest}"])
 
 
-def test_a_stale_object_is_refreshed_when_a_writer_finds_it(bucket: str, client: Any) -> None:
-    repo = S3Repository(bucket, "p", refresh_window=timedelta(seconds=1))
+def test_a_stale_object_is_refreshed_when_a_writer_finds_it(
+    s3server: LocalS3, bucket: str, client: Any
+) -> None:
+    # A window that a loaded machine's next put cannot outlast (at 1 s, one did), and
+    # the object aged past it on the server's clock (moved on moto, waited elsewhere).
+    repo = S3Repository(bucket, "p", refresh_window=timedelta(seconds=5))
     data = b"refresh me"
     digest = repo.put(data)
     key = f"p/objects/{digest}"
     before = client.head_object(Bucket=bucket, Key=key)["LastModified"]
-    time.sleep(2.1)  # Last-Modified has a resolution of one second
+    s3server.let_time_pass(6.1)  # past the window; Last-Modified is whole seconds
     repo.put(data)
     after = client.head_object(Bucket=bucket, Key=key)
     assert after["LastModified"] > before
