@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from ._contents import list_objects
 from ._digest import Digest, File
 from ._errors import (
     IntegrityError,
@@ -380,13 +381,8 @@ def _listed(
     store: Store, layout: Layout, shards: list[str] | None, page_size: int
 ) -> Iterator[_Item]:
     """Every object of ``shards`` (None: all), a listing page at a time."""
-    hexes = [""] if shards is None else sorted(shards)
-    for prefix in (layout.objects_shard(h) for h in hexes):
-        for page in store.list_pages(prefix, page_size=page_size):
-            for info in page.items:
-                digest = layout.digest_of_key(info.key)
-                if digest is not None:
-                    yield _Item(digest, info.key, None, asked=False)
+    for stored in list_objects(store, layout, shards, page_size):
+        yield _Item(stored.digest, layout.object_key(stored.digest), None, asked=False)
 
 
 def _given(
