@@ -60,6 +60,7 @@ from .resources import S3RepoResource
 __all__ = [
     "CollectConfig",
     "CollectionPlan",
+    "ShardedConfig",
     "collect_shard",
     "plan_collection",
     "report_collection",
@@ -71,7 +72,18 @@ __all__ = [
 WHOLE = "all"
 
 
-class CollectConfig(Config):
+class ShardedConfig(Config):
+    """The check of ``shard_width`` that every fanned-out job's config shares."""
+
+    @field_validator("shard_width", check_fields=False)
+    @classmethod
+    def _width(cls, width: int) -> int:
+        if not 0 <= width <= 4:
+            raise ValueError("shard_width is 0 (one step) to 4 hex digits")
+        return width
+
+
+class CollectConfig(ShardedConfig):
     manifests: list[str] = Field(
         description="Where the live manifests are: paths, s3://bucket/key, or a directory "
         "or s3://bucket/prefix/ (ending in '/') meaning every *.parquet under it. The "
@@ -98,13 +110,6 @@ class CollectConfig(Config):
         "Hex digits per shard step to spread it over processes or machines: 1 gives 16 "
         "digest shards (+2), 2 gives 256.",
     )
-
-    @field_validator("shard_width")
-    @classmethod
-    def _width(cls, width: int) -> int:
-        if not 0 <= width <= 4:
-            raise ValueError("shard_width is 0 (one step) to 4 hex digits")
-        return width
 
 
 @dataclass(frozen=True)

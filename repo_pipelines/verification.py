@@ -15,7 +15,6 @@ from functools import reduce
 
 from dagster import (
     AssetObservation,
-    Config,
     DynamicOut,
     DynamicOutput,
     Failure,
@@ -27,20 +26,18 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from s3repo_core import VerifyReport
+from s3repo_core import VerifyReport, digest_shards
 
 from .assets import REPOSITORY_ASSET
+from .collection import WHOLE, ShardedConfig
 from .errors import repository_step
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
 __all__ = ["VerifyConfig", "VerifyPlan", "plan_verification", "report_verification", "verify_shard"]
 
-#: The one "shard" of a verification in one step: every object.
-WHOLE = "all"
 
-
-class VerifyConfig(Config):
+class VerifyConfig(ShardedConfig):
     shard_width: int = Field(
         default=0,
         description="0: one verify step for the whole repository (objects are read in "
@@ -58,13 +55,6 @@ class VerifyConfig(Config):
         "quarantine/ (purged by collection after the grace), so that the next put of its "
         "bytes stores it again. Taken under a collection lease of its shard.",
     )
-
-    @field_validator("shard_width")
-    @classmethod
-    def _width(cls, width: int) -> int:
-        if not 0 <= width <= 4:
-            raise ValueError("shard_width is 0 (one step) to 4 hex digits")
-        return width
 
     @field_validator("sample")
     @classmethod
@@ -120,7 +110,7 @@ def plan_verification(
         },
     )
     width = config.shard_width
-    shards = [WHOLE] if width == 0 else [f"{n:0{width}x}" for n in range(16**width)]
+    shards = [WHOLE] if width == 0 else digest_shards(width)
     for shard in shards:
         yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._report import CollectReport, DeleteFailure
     from ._repository import Repository
     from ._s3repository import S3Repository
-    from ._shards import shard_names
+    from ._shards import digest_shards, shard_names
     from ._stat import stat_many
     from ._tree import Tree, TreeEntry
     from ._verify import VerifyReport
@@ -88,6 +88,7 @@ _LAZY: dict[str, str] = {
     "apply_retention": ".retention",
     "compact_manifests": ".compaction",
     "decide_retention": ".retention",
+    "digest_shards": "._shards",
     "load_value": ".values",
     "make_client": "._client",
     "manifests_naming": ".manifest",
@@ -141,6 +142,7 @@ __all__ = [
     "compact_manifests",
     "decide_retention",
     "dial",
+    "digest_shards",
     "load_value",
     "make_client",
     "manifests_naming",

@@ -11,18 +11,31 @@ from collections.abc import Sequence
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["HEX", "OTHER", "UPLOADS", "check_hex_shards", "check_shards", "shard_names"]
+__all__ = [
+    "HEX",
+    "OTHER",
+    "UPLOADS",
+    "check_hex_shards",
+    "check_shards",
+    "digest_shards",
+    "shard_names",
+]
 
 HEX = "0123456789abcdef"
 OTHER = "other"
 UPLOADS = "uploads"
 
 
-def shard_names(width: int = 1) -> list[str]:
-    """Every shard of a repository: ``16**width`` digest prefixes, 'other', 'uploads'."""
+def digest_shards(width: int = 1) -> list[str]:
+    """The ``16**width`` digest prefixes of ``width`` hex digits: every object's shard."""
     if not 1 <= width <= 4:
         raise InvalidArgumentError(f"shard width is 1 to 4 hex digits, got {width}")
-    return [f"{n:0{width}x}" for n in range(16**width)] + [OTHER, UPLOADS]
+    return [f"{n:0{width}x}" for n in range(16**width)]
+
+
+def shard_names(width: int = 1) -> list[str]:
+    """Every shard of a repository: ``16**width`` digest prefixes, 'other', 'uploads'."""
+    return [*digest_shards(width), OTHER, UPLOADS]
 
 
 def check_shards(shards: Sequence[str]) -> list[str]:
