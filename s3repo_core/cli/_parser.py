@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .._client import (
@@ -98,34 +99,24 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
+def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Any:
+    """An argparse type: ``convert(text)`` if ``accept`` takes it, else a usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        return value
+
+    return parse
 
 
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"not a fraction in (0, 1]: {text!r}")
-    return value
+seconds = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number of seconds")
+count = _number(int, lambda v: v >= 0, "a whole number >= 0")
+fraction = _number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 
 
 def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
