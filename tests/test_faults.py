@@ -935,14 +935,18 @@ def collect_until_done(world: World, repo: S3Repository, live: set[Digest], op: 
     """Collect, retrying while a lease blocks it, for up to LEASE_PATIENCE; seconds blocked.
 
     Blocked longer, it is a violation; the leases are then removed by hand so that the
-    rest can still be checked.
+    rest can still be checked. What the attempt that ran may delete is exposed from
+    when that attempt began, not the first: a collection blocked for 10 s may delete
+    what was stored 10 s later than one that was not.
     """
     started = time.monotonic()
     blocked = 0.0
     cleared = False
     while True:
+        attempt = time.time()
         try:
             repo.collect(ExactLiveset(live))
+            world.expose(live, attempt)
             return blocked
         except ConflictError as exc:
             blocked = time.monotonic() - started
@@ -956,6 +960,7 @@ def collect_until_done(world: World, repo: S3Repository, live: set[Digest], op: 
                 world.clean.delete_object(Bucket=world.bucket, Key=key)
             cleared = True
         except RepositoryError as exc:
+            world.expose(live, attempt)  # it may have deleted some before it failed
             world.violation("collection-failed", f"without faults: {exc!r}", op)
             return blocked
 
