@@ -9,9 +9,12 @@ step emits the plan and one dynamic output: the whole repository (``shard_width`
 the default, whose one step lists the shards in threads), or one per digest-prefix
 shard. Each shard step collects only its shard, so the executor runs shards in
 parallel: in processes here,
-on machines with the Kubernetes, Celery or Dask executors. The liveset travels to the
-shard steps through the IO manager, which must then be storage every step can read
-(``S3RepoIOManager`` is; its records of the plan are kept by run age). The report step
+on machines with the Kubernetes, Celery or Dask executors. The plan holds no liveset:
+it pins each manifest to the version whose footer it read, and each shard step reads
+only the row groups of its digest range (manifests are sorted by digest), so a step's
+memory is its slice. The plan travels to the shard steps through the IO manager, which
+must then be storage every step can read (``S3RepoIOManager`` is; its records of the
+plan are kept by run age). The report step
 merges the shards' reports and logs them as an observation of the repository asset.
 """
 
@@ -248,13 +251,17 @@ def retention_metadata(decision: RetentionDecision, dry_run: bool) -> dict[str, 
 def collect_shard(
     context: OpExecutionContext, repository: S3RepoResource, shard: str, plan: CollectionPlan
 ) -> Output[CollectReport]:
+    shards = None if shard == WHOLE else [shard]
+    with repository_step(f"reading the liveset of shard {shard}"):
+        liveset, read = plan.planned.read_liveset_slice(shards, client=repository.client())
+    context.log.info(f"read {read.summary()}")
     with repository_step(f"collecting shard {shard}"):
         repo = repository.repository()
         report = repo.collect(
-            plan.planned.liveset,
+            liveset,
             threshold=plan.planned.threshold,
             dry_run=plan.dry_run,
-            shards=None if shard == WHOLE else [shard],
+            shards=shards,
             raise_on_errors=False,
         )
     context.log.info(report.summary())
@@ -269,6 +276,8 @@ def collect_shard(
             "bytes": report.bytes_collected,
             "delete errors": len(report.errors),
             "duration (s)": round(report.duration, 3),
+            "live digests read": read.digests,
+            "manifest row groups read": f"{read.row_groups_read} of {read.row_groups}",
         },
     )
 

@@ -32,6 +32,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._client import make_client, set_client
     from ._filerepository import FileRepository
+    from ._liveset_slices import read_liveset, read_liveset_with_info
     from ._options import StoreOptions
     from ._planning import PlannedCollection, plan_collection
     from ._report import CollectReport, DeleteFailure
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
         ManifestInfo,
         ManifestRow,
         manifests_naming,
-        read_liveset,
-        read_liveset_with_info,
         read_manifest,
         read_manifest_infos,
         write_manifest,
@@ -94,8 +93,8 @@ _LAZY: dict[str, str] = {
     "manifests_naming": ".manifest",
     "merge_manifests": ".compaction",
     "plan_collection": "._planning",
-    "read_liveset": ".manifest",
-    "read_liveset_with_info": ".manifest",
+    "read_liveset": "._liveset_slices",
+    "read_liveset_with_info": "._liveset_slices",
     "read_manifest": ".manifest",
     "read_manifest_infos": ".manifest",
     "set_client": "._client",

@@ -245,15 +245,19 @@ class S3Bucket:
         with self.open(key) as body:
             return body.read()
 
-    def tail(self, key: str, count: int) -> tuple[bytes, int, str | None]:
+    def tail(
+        self, key: str, count: int, if_match: str | None = None
+    ) -> tuple[bytes, int, str | None]:
         """The last ``count`` bytes of ``key`` (all of it if it is shorter), its size
-        and its ETag, in one GET with a suffix Range: what a file's footer needs."""
+        and its ETag, in one GET with a suffix Range: what a file's footer needs.
+        ``if_match`` pins the read to one version, as for :meth:`open`."""
         what = self.where(key)
+        args: dict[str, Any] = {"Bucket": self.name, "Key": key, "Range": f"bytes=-{count}"}
+        if if_match:
+            args["IfMatch"] = if_match
         try:
             with translated(what, key):
-                response = self.client.get_object(
-                    Bucket=self.name, Key=key, Range=f"bytes=-{count}"
-                )
+                response = self.client.get_object(**args)
                 data = response["Body"].read()
         except RepositoryError as exc:
             if exc.code == "InvalidRange":  # an empty object has no last bytes

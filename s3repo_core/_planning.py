@@ -4,8 +4,11 @@
 it deletes anything, in one place, so that neither the Dagster job nor a library user
 does it by hand:
 
-1. it reads every manifest into one liveset, failing closed: if any is missing or bad,
-   there is no plan (an empty or partial liveset would delete live objects);
+1. it reads every manifest's footer, failing closed: if any is missing or bad, there
+   is no plan (an empty or partial liveset would delete live objects). It pins each to
+   the version read and reads no rows: the plan stays small whatever the liveset's
+   size, and each worker reads only its shard's slice of the liveset, of exactly those
+   versions (:meth:`PlannedCollection.read_liveset`), or fails closed in its turn;
 2. it fixes the threshold as ``min(oldest snapshot, now) - grace``, in whole seconds:
    a producer may have stored objects since its snapshot was written that only its
    next snapshot will name. A record's age holds nothing back (its objects were
@@ -20,7 +23,7 @@ does it by hand:
 The plan is a value (it pickles, so it can travel to other processes)::
 
     plan = plan_collection(repo, ["s3://bucket/manifests/"])
-    report = repo.collect(plan.liveset, threshold=plan.threshold, dry_run=True)
+    report = repo.collect(plan.read_liveset(), threshold=plan.threshold, dry_run=True)
 
 Of the repository it uses only ``grace``, ``str()``, ``server_now()`` if it has one
 (the store's clock), and, for manifests in S3, the ``client`` attribute of a
@@ -39,9 +42,10 @@ from typing import Any, Literal, Protocol
 
 from ._errors import InvalidArgumentError
 from ._keeper import CLOCK_RESOLUTION
+from ._liveset_slices import SliceRead, read_footers, read_pinned_liveset
 from ._shards import shard_names
 from .liveset import BloomLiveset, ExactLiveset
-from .manifest import ManifestInfo, read_liveset_with_info
+from .manifest import ManifestInfo
 
 __all__ = ["PlannedCollection", "plan_collection"]
 
@@ -66,15 +70,16 @@ def _now(repo: _Planned) -> datetime:
 class PlannedCollection:
     """What every part of one collection collects against: the same liveset and threshold.
 
-    Collect with ``repo.collect(plan.liveset, threshold=plan.threshold, shards=...)``,
-    one shard of :attr:`shards` per worker or all at once.
+    Collect one shard of :attr:`shards` per worker, or all at once::
+
+        live = plan.read_liveset(shards)
+        repo.collect(live, threshold=plan.threshold, shards=shards)
     """
 
     #: The repository planned for, as ``str(repo)`` (its URL).
     repository: str
-    #: The union of the manifests: what must be kept.
-    liveset: ExactLiveset | BloomLiveset
-    #: Each manifest read (location, rows, creation time and creator), in reading order.
+    #: Each manifest (location, rows, creation time, creator, the version read), in
+    #: reading order: the liveset is their union.
     manifests: tuple[ManifestInfo, ...]
     #: Rows over all the manifests (a digest listed twice counts twice).
     live_rows: int
@@ -91,6 +96,32 @@ class PlannedCollection:
     shards: tuple[str, ...]
     #: When the plan was made, by this process's clock.
     planned_at: datetime
+    #: How the liveset is held: ``"exact"`` or ``"bloom"`` (at ``fp_rate``).
+    liveset_kind: Literal["exact", "bloom"] = "exact"
+    fp_rate: float = 0.01
+
+    def read_liveset(
+        self, shards: Sequence[str] | None = None, *, client: Any = None
+    ) -> ExactLiveset | BloomLiveset:
+        """The liveset, or only its digests in ``shards``: all a collection of those
+        shards asks about. See :meth:`read_liveset_slice`."""
+        return self.read_liveset_slice(shards, client=client)[0]
+
+    def read_liveset_slice(
+        self, shards: Sequence[str] | None = None, *, client: Any = None
+    ) -> tuple[ExactLiveset | BloomLiveset, SliceRead]:
+        """The liveset of ``shards`` (None: all), read from the manifests as planned,
+        and what was read for it: only the row groups of sorted manifests that can
+        hold digests of ``shards``. Manifests in S3 are read with ``client`` (default:
+        each bucket's). Fails closed: a manifest replaced or removed since it was
+        planned (ConflictError, NotExistError) or a bad row raises; plan again."""
+        return read_pinned_liveset(
+            self.manifests,
+            shards=shards,
+            kind=self.liveset_kind,
+            fp_rate=self.fp_rate,
+            client=client,
+        )
 
     @property
     def locations(self) -> tuple[str, ...]:
@@ -157,7 +188,8 @@ def plan_collection(
     whatever was modified is kept; it may not be shorter than the repository's.
     ``liveset`` is ``"exact"`` (32 bytes per live digest) or ``"bloom"`` (about 1.2
     bytes at ``fp_rate`` 1%; a false positive only keeps some garbage until a later
-    collection). ``shard_width`` (1 to 4 hex digits) sets :attr:`PlannedCollection.shards`.
+    collection): how :meth:`PlannedCollection.read_liveset` will hold it.
+    ``shard_width`` (1 to 4 hex digits) sets :attr:`PlannedCollection.shards`.
     ``records`` are locations of record manifests that may hold none yet (where an IO
     manager writes them); ``manifests`` may not be empty, so that no collection runs
     against records alone (whatever else was stored would go). Manifests in S3 are
@@ -165,10 +197,10 @@ def plan_collection(
     the client set for each bucket).
 
     Raises InvalidArgumentError for a bad argument (checked before any manifest is read),
-    a grace shorter than the repository's, a bad manifest, or a snapshot written in the
-    future by the store's clock; NotExistError if a manifest, or any under a
+    a grace shorter than the repository's, a bad manifest footer, or a snapshot written
+    in the future by the store's clock; NotExistError if a manifest, or any under a
     directory or prefix, is missing; and what reading from S3 raises (translated).
-    No plan is returned unless every manifest was read.
+    No plan is returned unless every manifest's footer was read.
     """
     locations = _check_manifests(manifests)
     if isinstance(records, str | bytes | os.PathLike):
@@ -177,6 +209,8 @@ def plan_collection(
     keep = _check_grace(grace, repository_grace)
     if liveset not in ("exact", "bloom"):
         raise InvalidArgumentError(f"liveset must be 'exact' or 'bloom', got {liveset!r}")
+    if liveset == "bloom":
+        BloomLiveset(0, fp_rate)  # checks fp_rate before anything is read
     if isinstance(shard_width, bool) or not isinstance(shard_width, int):
         raise InvalidArgumentError(f"shard_width is an integer, got {shard_width!r}")
     if not 1 <= shard_width <= 4:
@@ -185,9 +219,7 @@ def plan_collection(
         client = getattr(repo, "client", None)
     began = _now(repo)  # before any manifest is read: see the module docstring
     reading = time.monotonic()
-    live, info = read_liveset_with_info(
-        locations, kind=liveset, fp_rate=fp_rate, records=list(records), client=client
-    )
+    info = read_footers(locations, records=list(records), client=client)
     snapshot = info.oldest_snapshot_at
     held_at = began if snapshot is None else min(snapshot, began)
     # Whole seconds, as the store's clock is read (and as collect would round it): older.
@@ -202,7 +234,6 @@ def plan_collection(
         )
     return PlannedCollection(
         repository=str(repo),
-        liveset=live,
         manifests=info.per_manifest,
         live_rows=info.num_rows,
         oldest_manifest=info.oldest_created_at,
@@ -211,4 +242,6 @@ def plan_collection(
         held_at=held_at,
         shards=tuple(shard_names(shard_width)),
         planned_at=now,
+        liveset_kind=liveset,
+        fp_rate=fp_rate,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "check_hex_shards",
     "check_shards",
     "digest_shards",
+    "first_word_span",
     "shard_names",
 ]
 
@@ -64,3 +65,15 @@ def check_hex_shards(shards: Sequence[str]) -> list[str]:
     if named:
         raise InvalidArgumentError(f"shard {named[0]!r} holds no objects: give hex digits")
     return sorted(check_shards(shards))
+
+
+def first_word_span(shard: str) -> tuple[int, int]:
+    """The digests of ``shard`` as a half-open range ``[low, high)`` of their first 64
+    bits, read big-endian: how a liveset slice and a manifest's row groups are matched
+    to a shard. ``other`` and ``uploads`` hold no digest: ``(0, 0)``."""
+    if shard in (OTHER, UPLOADS):
+        return (0, 0)
+    check_shards([shard])
+    shift = 64 - 4 * len(shard)
+    prefix = int(shard, 16)
+    return prefix << shift, (prefix + 1) << shift

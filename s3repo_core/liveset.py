@@ -39,7 +39,10 @@ __all__ = [
     "ExactLiveset",
     "Liveset",
     "contains_many",
+    "digest_order",
     "digests_to_array",
+    "in_spans",
+    "is_sorted",
 ]
 
 #: One digest per element: its 32 raw bytes (trailing NULs are kept, unlike ``S32``).
@@ -116,6 +119,43 @@ def _as_digest_array(raw: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def digest_order(raw: np.ndarray) -> np.ndarray:
+    """The indices that sort ``raw`` (a :data:`DIGEST_DTYPE` array) by digest, stably.
+
+    Sorted by the first 64-bit word alone (fast), unless two digests share it."""
+    words = _as_digest_array(raw).view(_WORDS).reshape(-1, 4)
+    order = np.argsort(words[:, 0].astype(np.uint64), kind="stable")
+    first = words[order, 0]
+    if len(first) > 1 and (first[1:] == first[:-1]).any():
+        order = np.lexsort(words.T[::-1].astype(np.uint64))  # stable, all four words
+    return order
+
+
+def is_sorted(raw: np.ndarray) -> bool:
+    """Whether the digests of ``raw`` are in byte order (equal neighbours allowed)."""
+    words = _as_digest_array(raw).view(_WORDS).reshape(-1, 4)
+    if len(words) < 2:
+        return True
+    before, after = words[:-1], words[1:]
+    less = before[:, 0] < after[:, 0]
+    equal = before[:, 0] == after[:, 0]
+    for column in range(1, 4):
+        less |= equal & (before[:, column] < after[:, column])
+        equal &= before[:, column] == after[:, column]
+    return bool((less | equal).all())
+
+
+def in_spans(raw: np.ndarray, spans: Iterable[tuple[int, int]]) -> np.ndarray:
+    """For each digest of ``raw``: does its first 64-bit word (big-endian) lie in one of
+    the half-open ranges ``spans`` (see ``_shards.first_word_span``)?"""
+    first = _as_digest_array(raw).view(_WORDS).reshape(-1, 4)[:, 0].astype(np.uint64)
+    inside = np.zeros(len(first), dtype=np.bool_)
+    for low, high in spans:
+        above = first >= np.uint64(low)
+        inside |= above if high >= 1 << 64 else above & (first < np.uint64(high))
+    return inside
+
+
 def contains_many(liveset: Liveset, raw: np.ndarray) -> np.ndarray:
     """For each digest of ``raw`` (a :data:`DIGEST_DTYPE` array): is it in ``liveset``?
 
@@ -176,6 +216,40 @@ class ExactLiveset:
         self = cls.__new__(cls)
         self._set_words(_sorted_unique(_words_of_chunks([_as_digest_array(a) for a in arrays])))
         return self
+
+    @classmethod
+    def from_sorted_blocks(cls, blocks: Iterable[np.ndarray], capacity: int) -> ExactLiveset:
+        """A liveset of digests that arrive in byte order, in blocks (:data:`DIGEST_DTYPE`
+        arrays), at most ``capacity`` of them: copied once into place, duplicates
+        dropped as they come, so that the peak is 32 bytes per digest plus one block.
+
+        Raises InvalidArgumentError if a block is out of order or there are more than
+        ``capacity``: the caller's promise was broken, and a liveset must not be wrong.
+        """
+        words = np.empty((4, capacity), dtype=np.uint64)
+        filled = 0
+        last: np.ndarray | None = None
+        for block in blocks:
+            arr = _as_digest_array(block)
+            if not len(arr):
+                continue
+            joined = arr if last is None else np.concatenate([last, arr[:1]])
+            if not (is_sorted(arr) and is_sorted(joined)):
+                raise InvalidArgumentError("digests said to be sorted are out of order")
+            block_words = arr.view(_WORDS).reshape(-1, 4)
+            keep = np.ones(len(arr), dtype=np.bool_)
+            np.any(block_words[1:] != block_words[:-1], axis=1, out=keep[1:])
+            if last is not None and arr[0].tobytes() == last[0].tobytes():
+                keep[0] = False
+            kept = block_words[keep]
+            if filled + len(kept) > capacity:
+                raise InvalidArgumentError(f"more than the {capacity} digests announced")
+            words[:, filled : filled + len(kept)] = kept.T
+            filled += len(kept)
+            last = arr[-1:].copy()
+        if filled < capacity // 2:  # give back what filtering left unused
+            words = np.ascontiguousarray(words[:, :filled])
+        return cls._from_sorted_words(words[:, :filled])
 
     @classmethod
     def _from_sorted_words(cls, words: np.ndarray) -> ExactLiveset:

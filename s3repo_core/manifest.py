@@ -40,8 +40,8 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,13 +56,16 @@ from ._bucket import S3Bucket
 from ._client import client_for, prepare_client
 from ._digest import Digest
 from ._errors import (
+    ConflictError,
     InvalidArgumentError,
     NotExistError,
     NotSupportedError,
     RepositoryError,
 )
 from ._names import RESERVED_AREAS, check_bucket, reserved_area_of
-from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset
+from ._rowgroups import Group, index_metadata, read_index
+from ._sortedruns import digests_of, sorted_batches
+from .liveset import DIGEST_DTYPE, in_spans, is_sorted
 
 __all__ = [
     "BATCH_ROWS",
@@ -75,8 +78,6 @@ __all__ = [
     "check_manifest_location",
     "manifest_rows",
     "manifests_naming",
-    "read_liveset",
-    "read_liveset_with_info",
     "read_manifest",
     "read_manifest_infos",
     "remove_manifest",
@@ -149,6 +150,9 @@ class ManifestInfo:
     kind: ManifestKind = "snapshot"
     #: The ``s3repo.label.<name>`` metadata, by name.
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: The version read: an S3 ETag, or ``<size>-<mtime_ns>`` of a local file; None
+    #: where nothing was read. A collection's shard steps read exactly this version.
+    version: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,12 +326,21 @@ class _RemoteFile(io.RawIOBase):
     the first read saw.
     """
 
-    def __init__(self, bucket: S3Bucket, key: str) -> None:
+    def __init__(self, bucket: S3Bucket, key: str, etag: str | None = None) -> None:
         super().__init__()
         self._bucket, self._key = bucket, key
-        self._tail, self.size, self._etag = bucket.tail(key, FOOTER_READ)
+        self._tail, self.size, self.etag = bucket.tail(key, FOOTER_READ, etag)
         self._tail_at = self.size - len(self._tail)
+        self._held, self._held_at = b"", 0
         self._position = 0
+
+    def prefetch(self, start: int, end: int) -> None:
+        """Fetch ``[start, end)`` in one GET, for the reads that follow (a row group's
+        column chunks), in place of whatever was prefetched before."""
+        end = min(end, self._tail_at)
+        if start < end:
+            with self._bucket.open(self._key, start, end, self.etag) as body:
+                self._held, self._held_at = body.read(), start
 
     def readable(self) -> bool:
         return True
@@ -348,10 +361,13 @@ class _RemoteFile(io.RawIOBase):
         end = min(start + len(buffer), self.size)
         if end <= start:
             return 0
+        held_end = self._held_at + len(self._held)
         if start >= self._tail_at:
             data = self._tail[start - self._tail_at : end - self._tail_at]
+        elif self._held_at <= start and end <= held_end:
+            data = self._held[start - self._held_at : end - self._held_at]
         else:
-            with self._bucket.open(self._key, start, end, self._etag) as body:
+            with self._bucket.open(self._key, start, end, self.etag) as body:
                 data = body.read()
         buffer[: len(data)] = data
         self._position = start + len(data)
@@ -359,20 +375,44 @@ class _RemoteFile(io.RawIOBase):
 
 
 @contextmanager
-def _footer_source(loc: _Location, client: Any = None) -> Iterator[str | BinaryIO]:
-    """Where to read the footer of the manifest at ``loc``: its path, or for S3 a file
-    that fetches only the bytes read (see ``_RemoteFile``)."""
+def _opened(loc: _Location, client: Any = None, pinned: str | None = None) -> Iterator[_Reader]:
+    """The manifest at ``loc`` opened, its footer read and checked; for S3, a file that
+    fetches only the bytes read (see ``_RemoteFile``). ``pinned`` is a version (see
+    ``ManifestInfo.version``) the file must still be: ConflictError if it is not."""
     if not loc.is_s3:
-        yield loc.path
+        with _Reader(loc.path, str(loc)) as reader:
+            if pinned is not None and reader.version != pinned:
+                raise _changed(loc)
+            yield reader
         return
     if not loc.path or loc.path.endswith("/"):
         raise InvalidArgumentError(f"{loc} names a prefix, not a manifest")
     assert loc.bucket is not None
-    remote = _RemoteFile(S3Bucket(loc.bucket, _client_of(loc, client)), loc.path)
     try:
-        yield cast(BinaryIO, io.BufferedReader(remote, buffer_size=FOOTER_READ))
+        remote = _RemoteFile(S3Bucket(loc.bucket, _client_of(loc, client)), loc.path, pinned)
+    except RepositoryError as exc:
+        raise _changed(loc) if _precondition_failed(exc) else exc from exc
+    try:
+        with _Reader(cast(BinaryIO, remote), str(loc), remote.etag) as reader:
+            reader.prefetch = remote.prefetch
+            yield reader
+    except RepositoryError as exc:
+        if _precondition_failed(exc):
+            raise _changed(loc) from exc
+        raise
     finally:
         remote.close()
+
+
+def _precondition_failed(exc: RepositoryError) -> bool:
+    return exc.code in ("PreconditionFailed", "412")
+
+
+def _changed(loc: _Location) -> ConflictError:
+    return ConflictError(
+        f"manifest {loc} was replaced after the collection was planned: this collection "
+        "reads only the version it planned with; plan again"
+    )
 
 
 def _expand(
@@ -444,45 +484,77 @@ def _row(item: Any, number: int) -> ManifestRow:
     )
 
 
+def _row_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
+    """``rows``, each checked, as batches of BATCH_ROWS in MANIFEST_SCHEMA, in order."""
+    raws: list[bytes] = []
+    sizes: list[int] = []
+    sources: list[str] = []
+
+    def batch() -> pa.RecordBatch:
+        digests = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(32), len(raws), [None, pa.py_buffer(b"".join(raws))]
+        )
+        made = pa.record_batch(
+            [digests, pa.array(sizes, pa.int64()), pa.array(sources, pa.string())],
+            schema=MANIFEST_SCHEMA,
+        )
+        raws.clear()
+        sizes.clear()
+        sources.clear()
+        return made
+
+    for number, item in enumerate(rows):
+        row = _row(item, number)
+        raws.append(row.digest.raw)
+        sizes.append(row.size)
+        sources.append(row.source)
+        if len(raws) == BATCH_ROWS:
+            yield batch()
+    if raws:
+        yield batch()
+
+
+def _regrouped(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """The rows of ``batches``, in order, in batches of exactly ``size`` (the last fewer)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(size - held, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            held += take
+            batch = batch.slice(take)
+            if held == size:
+                yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                pending, held = [], 0
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
 def _write_parquet(path: str, rows: Iterable[Any], metadata: dict[bytes, bytes]) -> int:
-    """Write ``rows`` to ``path`` a row group of BATCH_ROWS at a time; the row count."""
+    """Write ``rows`` to ``path`` sorted by digest, in row groups of BATCH_ROWS, with the
+    digest index that lets a reader skip row groups (see ``_rowgroups``); the row count.
+
+    The sort holds at most ``RUN_ROWS`` rows in memory (see ``_sortedruns``)."""
     schema = MANIFEST_SCHEMA.with_metadata(metadata)
-    count = 0
+    groups: list[tuple[int, bytes, bytes]] = []
     # Page checksums: a flipped bit in a digest must fail the read, not change the digest.
-    with pq.ParquetWriter(path, schema, write_page_checksum=True) as writer:
-        raws: list[bytes] = []
-        sizes: list[int] = []
-        sources: list[str] = []
-
-        def flush() -> None:
-            digests = pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(32), len(raws), [None, pa.py_buffer(b"".join(raws))]
-            )
-            batch = pa.record_batch(
-                [digests, pa.array(sizes, pa.int64()), pa.array(sources, pa.string())],
-                schema=schema,
-            )
-            writer.write_batch(batch)
-            raws.clear()
-            sizes.clear()
-            sources.clear()
-
-        for item in rows:
-            row = _row(item, count)
-            raws.append(row.digest.raw)
-            sizes.append(row.size)
-            sources.append(row.source)
-            count += 1
-            if len(raws) == BATCH_ROWS:
-                flush()
-        if raws:
-            flush()
+    dictionary: Any = ["source"]  # sources repeat; digests never do
+    with pq.ParquetWriter(
+        path, schema, write_page_checksum=True, use_dictionary=dictionary
+    ) as writer:
+        for group in _regrouped(sorted_batches(_row_batches(rows)), BATCH_ROWS):
+            digests = digests_of(group)
+            groups.append((group.num_rows, digests[0].tobytes(), digests[-1].tobytes()))
+            writer.write_batch(pa.record_batch(group.columns, schema=schema))
+        index = index_metadata(groups)
+        writer.add_key_value_metadata({k.decode(): v.decode() for k, v in index.items()})
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return count
+    return sum(num_rows for num_rows, _, _ in groups)
 
 
 def write_manifest(
@@ -632,9 +704,12 @@ def _values(col: pa.Array[Any], width: int) -> np.ndarray:
 class _Reader:
     """Open, check and stream one local manifest file; ``label`` names it in errors."""
 
-    def __init__(self, path: str | BinaryIO, label: str) -> None:
+    def __init__(self, path: str | BinaryIO, label: str, version: str | None = None) -> None:
         self.label = label
-        if not isinstance(path, str):  # an open file (see _footer_source)
+        #: Fetch a byte range ahead of the reads of one row group (see ``_RemoteFile``).
+        self.prefetch: Callable[[int, int], None] | None = None
+        self.version = version
+        if not isinstance(path, str):  # an open file (see _opened)
             self._file = path
             self._open()
             return
@@ -647,6 +722,8 @@ class _Reader:
         except OSError as exc:
             raise RepositoryError(f"cannot open manifest {label}: {exc}") from exc
         try:
+            stat = os.fstat(self._file.fileno())
+            self.version = f"{stat.st_size}-{stat.st_mtime_ns}"
             self._open()
         except BaseException:
             self._file.close()
@@ -670,6 +747,8 @@ class _Reader:
             raise InvalidArgumentError(
                 f"manifest {self.label} has unsupported format version {version!r}"
             )
+        #: The row groups by digest range if the file is sorted, else None.
+        self.groups: list[Group] | None = read_index(self._parquet.metadata, self.label)
         try:
             self.created_at = _utc(datetime.fromisoformat(meta[CREATED_AT_KEY].decode()))
             self.created_by = meta[CREATED_BY_KEY].decode()
@@ -755,6 +834,62 @@ class _Reader:
                 f"manifest {self.label} holds {row} rows, its footer says {self.num_rows}"
             )
 
+    def select(self, spans: Sequence[tuple[int, int]] | None) -> list[int]:
+        """The row groups that may hold digests of ``spans`` (None: every group)."""
+        if spans is None or self.groups is None:
+            return list(range(self._parquet.metadata.num_row_groups))
+        return [group.number for group in self.groups if group.meets(spans)]
+
+    def group_rows(self, numbers: Iterable[int]) -> int:
+        """Rows in the row groups ``numbers``, by the footer."""
+        return sum(self._parquet.metadata.row_group(n).num_rows for n in numbers)
+
+    def digests(
+        self, numbers: Iterable[int], spans: Sequence[tuple[int, int]] | None
+    ) -> Iterator[np.ndarray]:
+        """The digests of row groups ``numbers`` that lie in ``spans`` (None: all), one
+        group at a time (a :data:`DIGEST_DTYPE` array each), every row checked; in a
+        sorted file, each group is checked against the index too (see ``_rowgroups``)."""
+        metadata = self._parquet.metadata
+        sizes = [metadata.row_group(n).num_rows for n in range(metadata.num_row_groups)]
+        first_rows = np.concatenate([[0], np.cumsum(sizes)])
+        columns = [name for name in ("digest", "size") if name in self._columns]
+        for number in numbers:
+            group = None if self.groups is None else self.groups[number]
+            if group is not None and self.prefetch is not None:
+                self.prefetch(group.start, group.end)
+            row = int(first_rows[number])
+            try:
+                table = self._parquet.read_row_group(number, columns=columns)
+            except (pa.ArrowException, OSError) as exc:
+                raise InvalidArgumentError(
+                    f"manifest {self.label} is corrupt in row group {number} (rows from "
+                    f"{row}): {exc}"
+                ) from exc
+            expected = metadata.row_group(number).num_rows
+            if table.num_rows != expected:
+                raise self._bad(
+                    row,
+                    f"row group {number} holds {table.num_rows} rows, its footer says {expected}",
+                )
+            found = {name: _decoded(table.column(name).combine_chunks()) for name in columns}
+            for name, col in found.items():
+                if col.null_count:
+                    raise self._bad(row + _first(col.is_null()), f"{name} is null")
+            self._check_sizes(found["size"], row)
+            digests = _digest_array(self._check_digests(found["digest"], row))
+            if (
+                group is not None
+                and len(digests)
+                and not (
+                    digests[0].tobytes() == group.first
+                    and digests[-1].tobytes() == group.last
+                    and is_sorted(digests)
+                )
+            ):
+                raise self._bad(row, f"row group {number} does not hold what the digest index says")
+            yield digests if spans is None else digests[in_spans(digests, spans)]
+
     def _bad(self, row: int, what: str) -> InvalidArgumentError:
         return InvalidArgumentError(f"manifest {self.label}: row {row}: {what}")
 
@@ -821,6 +956,7 @@ def _info(reader: _Reader) -> ManifestInfo:
         reader.created_by,
         reader.kind,
         reader.labels,
+        reader.version,
     )
 
 
@@ -863,7 +999,7 @@ def read_manifest_infos(
     found = _expand(srcs, client, allow_empty=True)
     infos = []
     for loc in found:
-        with _footer_source(loc, client) as source, _Reader(source, str(loc)) as reader:
+        with _opened(loc, client) as reader:
             infos.append(_info(reader))
     return infos
 
@@ -887,82 +1023,6 @@ def manifests_naming(
             if any((_digest_array(batch.column(0)) == raw).any() for batch in reader.batches()):
                 naming.append(_info(reader))
     return naming
-
-
-def read_liveset_with_info(
-    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    *,
-    kind: Literal["exact", "bloom"] = "exact",
-    fp_rate: float = 0.01,
-    records: Iterable[str | os.PathLike[str]] = (),
-    client: Any = None,
-) -> tuple[ExactLiveset | BloomLiveset, LivesetInfo]:
-    """The union of the manifests ``srcs`` as a liveset, and what it was read from.
-
-    ``srcs`` is one or many of: a manifest path, an ``s3://bucket/key``, a local
-    directory or an ``s3://bucket/prefix/`` (ending in '/'), meaning every ``*.parquet``
-    under it. Digests stream from each file's batches into numpy arrays. Fails closed:
-    if any manifest is missing, unreadable or has a bad row, or a directory or prefix
-    holds none, this raises (NotExistError, InvalidArgumentError, or a translated S3
-    error) and returns nothing. ``kind="bloom"`` sizes the filter from the row counts
-    in the files' footers, for ``fp_rate``. ``records`` are more locations, read the
-    same way, that may hold no manifest at all (where records are written: before the
-    first, there are none). ``client`` is the boto3 client for every ``s3://``
-    location (default: each bucket's, see the module docstring).
-    """
-    if kind not in ("exact", "bloom"):
-        raise InvalidArgumentError(f"kind must be 'exact' or 'bloom', got {kind!r}")
-    if kind == "bloom":
-        BloomLiveset(0, fp_rate)  # validates fp_rate before any download
-    if isinstance(records, str | os.PathLike):
-        records = [records]
-    locations = _expand(srcs, client) + _expand(records, client, allow_empty=True)
-    read: list[ManifestInfo] = []
-    with tempfile.TemporaryDirectory(prefix="s3repo-liveset-") as tmpdir:
-        if kind == "exact":
-            chunks: list[np.ndarray] = []
-            for loc in locations:
-                with (
-                    _local_copy(loc, tmpdir, client) as path,
-                    _Reader(path, str(loc)) as reader,
-                ):
-                    for batch in reader.batches():
-                        chunks.append(_digest_array(batch.column(0)))
-                    read.append(_info(reader))
-            liveset: ExactLiveset | BloomLiveset = ExactLiveset.from_arrays(chunks)
-        else:
-            # The filter's size comes from every footer: fetch them all and count first,
-            # then stream each again (one open file at a time, however many manifests).
-            with ExitStack() as stack:
-                paths = [stack.enter_context(_local_copy(loc, tmpdir, client)) for loc in locations]
-                for path, loc in zip(paths, locations, strict=True):
-                    with _Reader(path, str(loc)) as reader:
-                        read.append(_info(reader))
-                bloom = BloomLiveset(sum(info.num_rows for info in read), fp_rate)
-                for path, loc in zip(paths, locations, strict=True):
-                    with _Reader(path, str(loc)) as reader:
-                        for batch in reader.batches():
-                            bloom.add_many(_digest_array(batch.column(0)))
-            liveset = bloom
-    info = LivesetInfo(
-        manifests=tuple(str(loc) for loc in locations),
-        num_rows=sum(info.num_rows for info in read),
-        oldest_created_at=min(info.created_at for info in read),
-        newest_created_at=max(info.created_at for info in read),
-        per_manifest=tuple(read),
-    )
-    return liveset, info
-
-
-def read_liveset(
-    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    *,
-    kind: Literal["exact", "bloom"] = "exact",
-    fp_rate: float = 0.01,
-    client: Any = None,
-) -> ExactLiveset | BloomLiveset:
-    """The union of the manifests ``srcs`` as a liveset; see :func:`read_liveset_with_info`."""
-    return read_liveset_with_info(srcs, kind=kind, fp_rate=fp_rate, client=client)[0]
 
 
 def manifest_rows(

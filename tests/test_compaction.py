@@ -48,11 +48,14 @@ def test_a_merge_names_each_digest_once_with_its_first_source_and_the_oldest_tim
     info = merge_manifests(tmp_path / "in", tmp_path / "merged.parquet")
 
     merged = read_manifest(tmp_path / "merged.parquet")
-    assert [(r.digest, r.source) for r in merged] == [
-        (row("x").digest, "a:x"),
-        (row("y").digest, "a:y"),  # named by both: as the first names it
-        (row("z").digest, "b:z"),
-    ]
+    assert [(r.digest, r.source) for r in merged] == sorted(
+        [
+            (row("x").digest, "a:x"),
+            (row("y").digest, "a:y"),  # named by both: as the first names it
+            (row("z").digest, "b:z"),
+        ],
+        key=lambda pair: pair[0].raw,
+    )
     assert merged.created_at == info.created_at == T0  # claims no more than the oldest
     assert merged.kind == "snapshot"
     assert merged.labels == {"team": "ml"}  # what they all say, nothing one says alone

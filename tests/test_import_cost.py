@@ -86,7 +86,7 @@ def test_the_other_public_names_resolve_on_first_use() -> None:
     assert "pyarrow" not in sys.modules and "numpy" not in sys.modules
     assert set(s3repo_core.__all__) <= set(dir(s3repo_core))
     from s3repo_core import read_liveset
-    from s3repo_core.manifest import read_liveset as defined
+    from s3repo_core._liveset_slices import read_liveset as defined
     assert read_liveset is defined is s3repo_core.read_liveset
     assert s3repo_core.ExactLiveset.__module__ == "s3repo_core.liveset"
     for name in s3repo_core.__all__:

@@ -97,10 +97,10 @@ def test_the_liveset_is_the_union_and_each_manifest_is_described(
 ) -> None:
     plan = plan_collection(repo, [manifests])
 
-    assert isinstance(plan.liveset, ExactLiveset)
+    assert isinstance(plan.read_liveset(), ExactLiveset)
     for name in "abcd":
-        assert Digest.of(name.encode()) in plan.liveset
-    assert Digest.of(b"e") not in plan.liveset
+        assert Digest.of(name.encode()) in plan.read_liveset()
+    assert Digest.of(b"e") not in plan.read_liveset()
     assert plan.live_rows == 5  # "b" is in both
     assert plan.manifests == (
         ManifestInfo(f"{manifests}a.parquet", 2, NEWER, "a"),
@@ -119,8 +119,8 @@ def test_a_longer_grace_moves_the_threshold_back(repo: S3Repository, manifests: 
 
 def test_a_bloom_liveset_and_wider_shards(repo: S3Repository, manifests: str) -> None:
     plan = plan_collection(repo, [manifests], liveset="bloom", fp_rate=0.001, shard_width=2)
-    assert isinstance(plan.liveset, BloomLiveset)
-    assert all(Digest.of(name.encode()) in plan.liveset for name in "abcd")
+    assert isinstance(plan.read_liveset(), BloomLiveset)
+    assert all(Digest.of(name.encode()) in plan.read_liveset() for name in "abcd")
     assert plan.shards == tuple(shard_names(2))
     assert len(plan.shards) == 256 + 2
 
@@ -136,7 +136,7 @@ def test_the_plan_is_a_value_that_travels_to_other_processes(
         plan.manifests,
         plan.shards,
     )
-    assert Digest.of(b"c") in again.liveset
+    assert Digest.of(b"c") in again.read_liveset()
     with pytest.raises(AttributeError):
         plan.threshold = datetime.now(UTC)  # type: ignore[misc]
 
@@ -147,7 +147,7 @@ def test_local_manifests_and_a_mix_of_locations(
     write_manifest(tmp_path / "local.parquet", rows("z"), created_at=NEWER)
     plan = plan_collection(repo, [manifests, str(tmp_path)])
     assert plan.live_rows == 6
-    assert Digest.of(b"z") in plan.liveset
+    assert Digest.of(b"z") in plan.read_liveset()
     assert plan.locations[-1] == str(tmp_path / "local.parquet")
 
 
@@ -167,7 +167,7 @@ def test_a_collection_by_the_plan_keeps_what_the_manifests_name(bucket: str) -> 
     write_manifest(f"s3://{bucket}/manifests/live.parquet", [ManifestRow(kept, 21, "test")])
 
     plan = plan_collection(repo, [f"s3://{bucket}/manifests/"])
-    report = repo.collect(plan.liveset, threshold=plan.threshold)
+    report = repo.collect(plan.read_liveset(), threshold=plan.threshold)
 
     assert (report.live, report.collected) == (1, 1)
     assert repo.stat(kept).size == 21

@@ -64,7 +64,7 @@ def collect(repo: Any, args: argparse.Namespace, out: Output) -> int:
         records=args.records,
     )
     report = repo.collect(
-        planned.liveset,
+        planned.read_liveset(client=getattr(repo, "client", None)),
         threshold=planned.threshold,
         dry_run=not args.delete,
         raise_on_errors=False,

@@ -104,8 +104,8 @@ def test_a_record_written_late_keeps_its_objects_again_first(impl: Impl, tmp_pat
         on_late=lateness.append,
     )
     assert len(lateness) == 1 and "kept again before the record" in lateness[0]
-    assert len(plan.liveset) == 0
-    report = repo.collect(plan.liveset, threshold=plan.threshold)
+    assert len(plan.read_liveset()) == 0
+    report = repo.collect(plan.read_liveset(), threshold=plan.threshold)
     assert report.collected == 1
     for digest in digests:
         repo.stat(digest)
@@ -211,7 +211,7 @@ def test_records_written_while_collections_run_keep_their_objects(
 
     def collect_once() -> int:
         plan = plan_collection(repo, [records])
-        return repo.collect(plan.liveset, threshold=plan.threshold).collected
+        return repo.collect(plan.read_liveset(), threshold=plan.threshold).collected
 
     def protected(_started: float) -> list[Digest]:
         with lock:  # every digest a written record names, for as long as records exist
