@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._listparse import fast_listing
 from ._options import StoreOptions, expect_owner
-from ._store import DeleteOutcomeUnknown, ObjectInfo, Page, PendingUpload, Stat
+from ._store import DeleteOutcomeUnknown, DeleteThrottled, ObjectInfo, Page, PendingUpload, Stat
 from ._translate import translated
 
 __all__ = ["Body", "S3Bucket", "server_time"]
@@ -106,9 +106,11 @@ def _check_payload(request: Any, **_: Any) -> None:
 
 
 def _refuse_delete_retries(attempts: int, response: Any, caught_exception: Any, **_: Any) -> None:
-    if getattr(_no_retry, "active", False) and (
-        caught_exception is not None or (response is not None and response[0].status_code >= 500)
-    ):
+    if not getattr(_no_retry, "active", False):
+        return
+    if response is not None and response[1].get("Error", {}).get("Code") == "SlowDown":
+        raise DeleteThrottled("SlowDown")  # not applied: the collector backs off and resends
+    if caught_exception is not None or (response is not None and response[0].status_code >= 500):
         raise DeleteOutcomeUnknown(str(caught_exception or response[0].status_code))
 
 
@@ -440,7 +442,8 @@ class S3Bucket:
             log.warning("could not remove %s (collection will): %s", self.where(key), exc)
 
     def delete_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """One DeleteObjects; botocore may not resend it (its outcome is then unknown)."""
+        """One DeleteObjects; botocore may not resend it: DeleteOutcomeUnknown if it got
+        no answer or a 5xx, DeleteThrottled if it was refused with SlowDown."""
         client = self.client
         client.meta.events.register_first(
             "needs-retry.s3.DeleteObjects",

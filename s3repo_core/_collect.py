@@ -43,7 +43,8 @@ from ._names import Layout
 from ._protocol import check_collector
 from ._report import MAX_LISTED_INVALID, CollectReport, DeleteFailure
 from ._shards import OTHER, UPLOADS, check_shards, shard_names
-from ._store import DeleteOutcomeUnknown, ObjectInfo, Store
+from ._store import DeleteOutcomeUnknown, DeleteThrottled, ObjectInfo, Store
+from ._throttle import DeleteRate, backoff
 from ._touches import TouchLog
 from .liveset import Liveset, contains_many
 
@@ -52,6 +53,15 @@ __all__ = ["Collector", "classify_keys", "collect", "shard_names"]
 #: The most keys S3 deletes in one request.
 DELETE_BATCH = 1000
 MAX_DELETE_ATTEMPTS = 4
+#: SlowDowns one delete request may be answered in a row before its keys are reported
+#: refused (backing off up to 5 s each: about half a minute).
+MAX_SLOWDOWNS = 10
+
+
+def _pause(attempt: int) -> None:
+    """The wait before resending what failed otherwise, unless it was the last try."""
+    if attempt < MAX_DELETE_ATTEMPTS:
+        time.sleep(min(0.2 * 2**attempt, 5.0))
 
 
 def collect(
@@ -259,6 +269,7 @@ class Collector:
         self._pacer = ListPacer(concurrency, self._decision_ttl / 4, 2 * concurrency)
         self._lease: HeldLease | None = None
         self._touches = TouchLog(store, layout, threshold, concurrency)
+        self._rates: dict[str, DeleteRate] = {}  # by shard (see ``_throttle``)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -313,7 +324,7 @@ class Collector:
         oldest = float("inf")  # when the LIST of the oldest page in ``held`` was sent
 
         def submit(batch: list[Candidate], decided_at: float) -> None:
-            futures.append(self._submit(deleters, batch, decided_at, self._count_object))
+            futures.append(self._submit(deleters, batch, decided_at, self._count_object, shard))
 
         def patience(latency: float) -> float | None:
             """How long ``held`` may still wait to join the next page, which takes about
@@ -466,6 +477,7 @@ class Collector:
         candidates: list[Candidate],
         decided_at: float,
         count: Callable[[str, int], None],
+        shard: str,
     ) -> Future[None]:
         if self.dry_run:
             with self._lock:
@@ -475,37 +487,64 @@ class Collector:
             done.set_result(None)
             return done
         self._pacer.submitted()  # listers wait for room before they list (ListPacer)
+        rate = self._rate(shard)
 
         def delete() -> None:
             try:
-                self._delete(candidates, decided_at, count)
+                self._delete(candidates, decided_at, count, rate)
             finally:
                 self._pacer.deleted()
 
         return deleters.submit(delete)
 
+    def _rate(self, shard: str) -> DeleteRate:
+        with self._lock:
+            rate = self._rates.get(shard)
+            if rate is None:
+                rate = self._rates[shard] = DeleteRate(self.concurrency)
+            return rate
+
     def _delete(
-        self, batch: list[Candidate], decided_at: float, count: Callable[[str, int], None]
+        self,
+        batch: list[Candidate],
+        decided_at: float,
+        count: Callable[[str, int], None],
+        rate: DeleteRate,
     ) -> None:
         pending = batch
         failures: dict[str, DeleteFailure] = {}
         if self.pause_before_delete:
             time.sleep(self.pause_before_delete)
         sent_blind = False  # whether a request of ours may have deleted keys unseen
-        for attempt in range(MAX_DELETE_ATTEMPTS):
-            if attempt:
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+        attempt = slowed = 0
+        while attempt < MAX_DELETE_ATTEMPTS:
             decided_at, pending = self._ready_to_send(pending, decided_at, count, sent_blind)
             if not pending:
                 return
             sizes = dict(pending)
             try:
-                refused = self.store.delete_many([k for k, _ in pending])
-            except (RepositoryError, DeleteOutcomeUnknown) as exc:
-                self._unknown_outcome = sent_blind = True
-                failures = {k: DeleteFailure(k, type(exc).__name__, str(exc)) for k in sizes}
-                decided_at = float("-inf")  # look at every key again before resending
+                with rate.slot():
+                    refused = self.store.delete_many([k for k, _ in pending])
+            except DeleteThrottled:
+                # Not applied, S3 says: sent again as it was (no second look), later and
+                # with fewer of this shard's requests at once (see ``_throttle``).
+                failures = {k: DeleteFailure(k, "SlowDown", "throttled") for k in sizes}
+                slowed += 1
+                rate.slowed_down()
+                with self._lock:
+                    self.report.throttled += 1
+                if slowed > MAX_SLOWDOWNS:
+                    break
+                time.sleep(backoff(slowed))
                 continue
+            except (RepositoryError, DeleteOutcomeUnknown) as exc:
+                failures = {k: DeleteFailure(k, type(exc).__name__, str(exc)) for k in sizes}
+                self._unknown_outcome = sent_blind = True
+                decided_at = float("-inf")  # look at every key again before resending
+                attempt += 1
+                _pause(attempt)
+                continue
+            rate.went_through()
             with self._lock:
                 for key, size in pending:
                     if key not in refused:
@@ -517,6 +556,8 @@ class Collector:
             if not pending:
                 return  # all deleted: no backoff, no second look at nothing
             decided_at = float("-inf")
+            attempt += 1
+            _pause(attempt)
         with self._lock:
             self.report.errors.extend(failures[k] for k, _ in pending if k in failures)
 
@@ -601,7 +642,9 @@ class Collector:
         for decided_at, contents in self._list(layout.uploads, None, None):
             stale = [(item.key, item.size) for item in contents if item.modified < self.threshold]
             if stale:
-                futures.append(self._submit(deleters, stale, decided_at, self._count_upload))
+                futures.append(
+                    self._submit(deleters, stale, decided_at, self._count_upload, UPLOADS)
+                )
         # Touch records older than the threshold keep nothing from this collection, nor
         # from any that starts later with the default threshold (see ``_touches``).
         for decided_at, contents in self._list(layout.touches, None, None):
@@ -611,7 +654,7 @@ class Collector:
                 if item.modified < self.threshold and layout.time_of_touch_key(item.key)
             ]
             if old:
-                futures.append(self._submit(deleters, old, decided_at, self._count_record))
+                futures.append(self._submit(deleters, old, decided_at, self._count_record, UPLOADS))
         # Corrupt objects verify moved aside, kept for a grace period to be looked at.
         for decided_at, contents in self._list(layout.quarantine, None, None):
             old = [
@@ -620,7 +663,9 @@ class Collector:
                 if item.modified < self.threshold and layout.is_quarantine_key(item.key)
             ]
             if old:
-                futures.append(self._submit(deleters, old, decided_at, self._count_quarantined))
+                futures.append(
+                    self._submit(deleters, old, decided_at, self._count_quarantined, UPLOADS)
+                )
         ours = (layout.objects, layout.uploads)
         for upload in self.store.list_uploads(layout.root):
             if upload.initiated >= self.threshold or not upload.key.startswith(ours):

@@ -55,6 +55,8 @@ class CollectReport:
     touch_records_removed: int = 0
     #: Objects ``verify`` moved to ``quarantine/`` older than the threshold, purged.
     quarantine_removed: int = 0
+    #: Delete requests answered SlowDown (not applied), each sent again after a backoff.
+    throttled: int = 0
     duration: float = 0.0
     collected_keys: list[str] | None = None
 
@@ -84,6 +86,7 @@ class CollectReport:
             "multipart_aborted",
             "touch_records_removed",
             "quarantine_removed",
+            "throttled",
         ):
             setattr(merged, name, getattr(self, name) + getattr(other, name))
         merged.invalid_keys = (self.invalid_keys + other.invalid_keys)[:MAX_LISTED_INVALID]
@@ -125,5 +128,10 @@ class CollectReport:
             ("multipart uploads aborted", self.multipart_aborted, None),
             ("quarantined objects purged", self.quarantine_removed, None),
             ("refused deletions", len(self.errors), None),
+            *(
+                [("deletes throttled (SlowDown) and sent again", self.throttled, None)]
+                if self.throttled
+                else []
+            ),
             ("scanned", self.scanned, self.scanned_bytes),
         ]

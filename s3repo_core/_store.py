@@ -16,6 +16,7 @@ from typing import Protocol
 
 __all__ = [
     "DeleteOutcomeUnknown",
+    "DeleteThrottled",
     "ObjectInfo",
     "ObjectReader",
     "Page",
@@ -74,6 +75,11 @@ class DeleteOutcomeUnknown(Exception):
 
     Collection never resends such a request blindly; it looks at the keys again first.
     """
+
+
+class DeleteThrottled(Exception):
+    """A delete request was refused with SlowDown: not applied, and may be sent again as
+    it was, later (see ``_throttle``)."""
 
 
 class ObjectReader(Protocol):

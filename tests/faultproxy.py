@@ -21,7 +21,8 @@ to):
 ``500-before``      500 InternalError instead of forwarding
 ``500-after``       forwarded (it took effect), then 500 InternalError
 ``503-before``      503 SlowDown instead of forwarding
-``503-after``       forwarded, then 503 SlowDown
+``503-after``       forwarded, then 503 ServiceUnavailable (not SlowDown: S3's SlowDown
+                    means the request was not applied, and collection relies on it)
 ``404-before``      404 NoSuchKey (NoSuchUpload for a multipart request) instead of
                     forwarding
 ``404-after``       forwarded, then 404
@@ -29,7 +30,8 @@ to):
 ==================  ==============================================================
 
 ``truncate`` and ``short`` apply to responses with a body, ``flip`` to GETs of an object
-(not listings), the others to every request. Faults are drawn from
+(not listings), the others to every request, or to the request kinds given as
+``kinds`` (see ``request_kind``: ``"POST delete"`` for DeleteObjects). Faults are drawn from
 ``random.Random(seed)`` in request order, so a sequential client sees the same faults
 for the same seed. The proxy counts requests and the faults it injected per class
 (and per kind of request); ``on_request(number, method, path)`` is called as each
@@ -71,7 +73,7 @@ ERRORS = {
     "500-before": (500, "InternalError", "We encountered an internal error. Please try again."),
     "500-after": (500, "InternalError", "We encountered an internal error. Please try again."),
     "503-before": (503, "SlowDown", "Please reduce your request rate."),
-    "503-after": (503, "SlowDown", "Please reduce your request rate."),
+    "503-after": (503, "ServiceUnavailable", "Service is unable to handle request."),
     "404-before": (404, "NoSuchKey", "The specified key does not exist."),
     "404-after": (404, "NoSuchKey", "The specified key does not exist."),
 }
@@ -314,8 +316,11 @@ class FaultProxy:
         on_request: Callable[[int, str, str], None] | None = None,
         on_response: Callable[[int, str, str, int], None] | None = None,
         name: str = "faultproxy",
+        kinds: frozenset[str] | None = None,
     ) -> None:
         self.upstream_port = upstream_port
+        #: The request kinds faults are injected into; None: every kind.
+        self.faulted_kinds = kinds
         self.seed = seed
         self.rates: dict[str, float] = {}
         self.set_rates(rates or {})
@@ -435,6 +440,8 @@ class FaultProxy:
         fault = next(
             (c for c, u in zip(FAULT_CLASSES, draws, strict=True) if u < self.rates[c]), None
         )
+        if self.faulted_kinds is not None and kind not in self.faulted_kinds:
+            fault = None  # drawn all the same: the draws of other requests do not move
         return number, fault, details
 
     def _injected(self, fault: str, kind: str, method: str = "", path: str = "") -> None:
