@@ -44,6 +44,7 @@ from pydantic import Field, field_validator
 
 from s3repo_core import (
     CollectReport,
+    Inventory,
     PlannedCollection,
     RetentionDecision,
     S3Repository,
@@ -52,6 +53,7 @@ from s3repo_core import (
     read_manifest_infos,
 )
 from s3repo_core import plan_collection as plan_from_manifests
+from s3repo_core.inventory import find_inventory
 from s3repo_core.retention import Latest
 
 from .assets import collection_observation
@@ -106,6 +108,14 @@ class CollectConfig(ShardedConfig):
         description="exact: 32 bytes per live digest; bloom: about 1.2 bytes at 1% false "
         "positives (which only keep some garbage until a later collection).",
     )
+    inventory: str | None = Field(
+        default=None,
+        description="An S3 Inventory report of the repository's bucket to take the "
+        "candidates from instead of listing every shard: its manifest.json "
+        "(s3://bucket/.../manifest.json) or the prefix S3 writes reports under (ending "
+        "in '/': the newest one there). Every candidate is looked at again (a LIST of "
+        "its page's range) before its delete.",
+    )
     shard_width: int = Field(
         default=0,
         description="0: one collect step for the whole repository, which lists its 16 "
@@ -122,6 +132,8 @@ class CollectionPlan:
 
     planned: PlannedCollection
     dry_run: bool
+    #: Where the candidates come from instead of a LIST of each shard, if anywhere.
+    inventory: Inventory | None = None
 
 
 @op(
@@ -172,7 +184,15 @@ def plan_collection(
             records=records,
             client=repository.client(),
         )
-    plan = CollectionPlan(planned, config.dry_run)
+    inventory = None
+    if config.inventory is not None:
+        with repository_step(f"reading the inventory report at {config.inventory}"):
+            inventory = find_inventory(config.inventory, client=repository.client())
+        context.log.info(
+            f"candidates from the inventory report {inventory.location}, begun "
+            f"{inventory.created_at.isoformat()} ({len(inventory.files)} files)"
+        )
+    plan = CollectionPlan(planned, config.dry_run, inventory)
     context.log.info(f"{'dry run' if plan.dry_run else 'collecting'} {planned.summary()}")
     metadata: dict[str, Any] = {
         "repository": repo.url,
@@ -183,6 +203,9 @@ def plan_collection(
         "threshold": planned.threshold.isoformat(),
         "shards": len(planned.shards),
     }
+    if inventory is not None:
+        metadata["inventory"] = inventory.location
+        metadata["inventory begun"] = inventory.created_at.isoformat()
     if decision is not None:
         metadata.update(retention_metadata(decision, config.dry_run))
     yield Output(plan, "plan", metadata=metadata)
@@ -263,6 +286,7 @@ def collect_shard(
             dry_run=plan.dry_run,
             shards=shards,
             raise_on_errors=False,
+            inventory=plan.inventory,
         )
     context.log.info(report.summary())
     return Output(

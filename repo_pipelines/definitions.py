@@ -20,6 +20,7 @@ from .jobs import (
 )
 from .resources import S3RepoResource
 from .schedules import collection_schedule
+from .sensors import inventory_sensor
 
 __all__ = ["build_definitions"]
 
@@ -56,7 +57,7 @@ def build_definitions(
         asset_checks=list(asset_checks),
         jobs=[ingest_job, manifest_job, fetch_job, stat_job, collect, verify, *jobs],
         schedules=[collection_schedule(collect), *schedules],
-        sensors=list(sensors),
+        sensors=[inventory_sensor(collect), *sensors],
         resources=every_resource,
         executor=executor,
     )

@@ -24,10 +24,27 @@ from dagster import (
 
 from .jobs import collect_job
 
-__all__ = ["DEFAULT_CRON", "collect_run_config", "collection_schedule"]
+__all__ = [
+    "DEFAULT_CRON",
+    "collect_run_config",
+    "collection_schedule",
+    "deletes_from_env",
+    "manifests_from_env",
+]
 
 DEFAULT_CRON = "0 3 * * *"
 _TRUE = ("1", "true", "yes", "on")
+
+
+def manifests_from_env() -> list[str]:
+    """The manifest locations in ``S3REPO_MANIFESTS`` (comma-separated)."""
+    manifests = [m.strip() for m in os.environ.get("S3REPO_MANIFESTS", "").split(",")]
+    return [m for m in manifests if m]
+
+
+def deletes_from_env() -> bool:
+    """Whether runs requested by the schedule and the sensor delete (``S3REPO_COLLECT_DELETE``)."""
+    return os.environ.get("S3REPO_COLLECT_DELETE", "").lower() in _TRUE
 
 
 def collect_run_config(manifests: list[str], *, dry_run: bool = True) -> dict[str, Any]:
@@ -50,14 +67,13 @@ def collection_schedule(job: JobDefinition = collect_job) -> ScheduleDefinition:
         "unless S3REPO_COLLECT_DELETE=true.",
     )
     def nightly_collection(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-        manifests = [m.strip() for m in os.environ.get("S3REPO_MANIFESTS", "").split(",")]
-        manifests = [m for m in manifests if m]
+        manifests = manifests_from_env()
         if not manifests:
             return SkipReason(
                 "S3REPO_MANIFESTS is not set: set it to the manifest locations "
                 "(e.g. s3://bucket/manifests/) in the code location's environment"
             )
-        delete = os.environ.get("S3REPO_COLLECT_DELETE", "").lower() in _TRUE
+        delete = deletes_from_env()
         return RunRequest(
             run_config=collect_run_config(manifests, dry_run=not delete),
             tags={"s3repo/dry_run": str(not delete).lower()},

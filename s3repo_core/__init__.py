@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ._tree import Tree, TreeEntry
     from ._verify import VerifyReport
     from .compaction import compact_manifests, merge_manifests
+    from .inventory import Inventory, find_inventory, latest_inventory, read_inventory
     from .liveset import BloomLiveset, ExactLiveset, Liveset
     from .manifest import (
         ManifestInfo,
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "CollectReport": "._report",
     "DeleteFailure": "._report",
     "ExactLiveset": ".liveset",
+    "Inventory": ".inventory",
     "FileRepository": "._filerepository",
     "Liveset": ".liveset",
     "ManifestInfo": ".manifest",
@@ -86,6 +88,8 @@ _LAZY: dict[str, str] = {
     "VerifyReport": "._verify",
     "apply_retention": ".retention",
     "compact_manifests": ".compaction",
+    "find_inventory": ".inventory",
+    "latest_inventory": ".inventory",
     "decide_retention": ".retention",
     "digest_shards": "._shards",
     "load_value": ".values",
@@ -95,6 +99,7 @@ _LAZY: dict[str, str] = {
     "plan_collection": "._planning",
     "read_liveset": "._liveset_slices",
     "read_liveset_with_info": "._liveset_slices",
+    "read_inventory": ".inventory",
     "read_manifest": ".manifest",
     "read_manifest_infos": ".manifest",
     "set_client": "._client",
@@ -117,6 +122,7 @@ __all__ = [
     "FileRepository",
     "IntegrityError",
     "InvalidArgumentError",
+    "Inventory",
     "Liveset",
     "ManifestInfo",
     "ManifestRow",
@@ -142,11 +148,14 @@ __all__ = [
     "decide_retention",
     "dial",
     "digest_shards",
+    "find_inventory",
+    "latest_inventory",
     "load_value",
     "make_client",
     "manifests_naming",
     "merge_manifests",
     "plan_collection",
+    "read_inventory",
     "read_liveset",
     "read_liveset_with_info",
     "read_manifest",

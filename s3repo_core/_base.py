@@ -12,12 +12,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ._batch import Batch
 from ._digest import Digest, File
-from ._errors import IntegrityError, InvalidArgumentError, NotExistError
+from ._errors import IntegrityError, InvalidArgumentError, NotExistError, NotSupportedError
 from ._keeper import Keeper, Windows
 from ._lease import LeaseTimes
 from ._names import Layout
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ._contents import RepositorySummary, StoredObject
     from ._report import CollectReport
     from ._verify import VerifyReport
+    from .inventory import Inventory
     from .liveset import Liveset
 
 __all__ = ["StoreRepository", "as_digest"]
@@ -273,6 +275,7 @@ class StoreRepository:
         shards: list[str] | None = None,
         keep_keys: bool = False,
         raise_on_errors: bool = True,
+        inventory: Inventory | None = None,
     ) -> CollectReport:
         """Delete every object that is not in ``liveset`` and not modified after ``threshold``.
 
@@ -285,6 +288,10 @@ class StoreRepository:
         the run to some of :func:`shard_names` (default: all), so that workers can
         share a repository. ``keep_keys`` lists the collected keys in the report.
 
+        ``inventory``, an S3 Inventory report of the repository's bucket (see
+        ``s3repo_core.inventory``), proposes the candidates instead of a LIST of each
+        shard; each is looked at again by a LIST of its page's range before its delete.
+
         Raises ConflictError if another collection holds one of the shards, and, unless
         ``raise_on_errors`` is False, CollectionFailedError (with the report) if the
         store refused to delete some keys. The guarantee of ``Repository`` holds for
@@ -292,6 +299,17 @@ class StoreRepository:
         """
         from ._collect import collect  # with numpy: only collection needs it
 
+        listing = None
+        if inventory is not None:
+            bucket = getattr(self, "bucket", None)
+            if bucket is None:
+                raise NotSupportedError(f"{self.url} is not in S3: an S3 Inventory lists S3")
+            if inventory.source_bucket != bucket:
+                raise InvalidArgumentError(
+                    f"inventory {inventory.location} lists bucket {inventory.source_bucket!r}, "
+                    f"not {bucket!r}"
+                )
+            listing = partial(inventory.pages, client=getattr(self, "client", None))
         return collect(
             self.store,
             self.layout,
@@ -304,6 +322,7 @@ class StoreRepository:
             shards=shards,
             keep_keys=keep_keys,
             raise_on_errors=raise_on_errors,
+            listing=listing,
         )
 
     def enable_touch_records(self) -> None:

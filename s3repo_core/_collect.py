@@ -78,6 +78,7 @@ def collect(
     keep_keys: bool = False,
     raise_on_errors: bool = True,
     pause_before_delete: float | None = None,
+    listing: Listing | None = None,
 ) -> CollectReport:
     """A repository's ``collect``: the threshold checked, then one :class:`Collector` run.
 
@@ -108,6 +109,7 @@ def collect(
         shards=shards,
         keep_keys=keep_keys,
         pause_before_delete=pause_before_delete,
+        listing=listing,
     )
     report = collector.run()
     if report.failed and raise_on_errors:
@@ -133,6 +135,10 @@ def classify_keys(
 
 
 Candidate = tuple[str, int]
+#: Where a shard's candidates come from instead of a LIST (an S3 Inventory report's
+#: ``pages``): the keys under a prefix, sorted, a page at a time. Each page's
+#: candidates are looked at again before their delete.
+Listing = Callable[[str], Iterator[list[ObjectInfo]]]
 #: How long a lister's held keys may wait for the next page (see ``Collector._list``).
 Patience = Callable[[float], float | None]
 
@@ -203,6 +209,13 @@ class ListPacer:
                 self.width += 1
                 self._changed.notify_all()
 
+    def wait_room(self) -> None:
+        """Wait until fewer than ``most_pending`` delete batches wait or run: how pages
+        that come without a LIST (an inventory's) are paced."""
+        with self._changed:
+            while self._pending >= self.most_pending:
+                self._changed.wait()
+
     def submitted(self) -> None:
         """A delete batch was handed to the deleters."""
         with self._changed:
@@ -245,6 +258,7 @@ class Collector:
         shards: Sequence[str] | None = None,
         keep_keys: bool = False,
         pause_before_delete: float | None = None,
+        listing: Listing | None = None,
     ) -> None:
         self.store = store
         self.layout = layout
@@ -261,6 +275,7 @@ class Collector:
         self.concurrency = concurrency
         if pause_before_delete is not None:
             self.pause_before_delete = pause_before_delete
+        self.listing = listing
         self._lock = threading.Lock()
         self._unknown_outcome = False
         self._decision_ttl = settle.total_seconds() / 4
@@ -363,6 +378,13 @@ class Collector:
         """(time the LIST was sent, its contents) for each page of ``shard``; see
         ``_list`` for ``patience``."""
         layout = self.layout
+        if shard != OTHER and self.listing is not None:
+            # Proposed, not decided: "decided" before any deadline, so that each page's
+            # keys are looked at again (a LIST of their range) before they are deleted.
+            for page in self.listing(layout.objects_shard(shard)):
+                self._pacer.wait_room()
+                yield float("-inf"), page
+            return
         if shard != OTHER:
             yield from self._list(layout.objects_shard(shard), None, None, patience)
             return

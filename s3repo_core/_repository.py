@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._contents import RepositorySummary, StoredObject
     from ._report import CollectReport
     from ._verify import VerifyReport
+    from .inventory import Inventory
     from .liveset import Liveset
 
 __all__ = ["Body", "Destination", "Repository"]
@@ -155,11 +156,14 @@ class Repository(Protocol):
         shards: list[str] | None = None,
         keep_keys: bool = False,
         raise_on_errors: bool = True,
+        inventory: Inventory | None = None,
     ) -> CollectReport:
         """Delete every object not in ``liveset`` and not modified after ``threshold``
         (default and newest allowed: ``grace`` ago; InvalidArgumentError if newer).
         ConflictError if another collection holds the shards; CollectionFailedError
-        (with the report) if some keys could not be deleted."""
+        (with the report) if some keys could not be deleted. ``inventory`` (an S3
+        Inventory report of the repository's bucket) proposes the candidates instead
+        of a LIST of every shard; NotSupportedError where the store is not S3."""
         ...
 
     def enable_touch_records(self) -> None:

@@ -3,6 +3,7 @@ against a moto S3 server on 127.0.0.1 of this module's own."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from inventory_kit import listing, write_inventory
 
 from devkit.localserver import LocalS3
 from s3repo_core import Digest, S3Repository, dial, set_client, write_manifest
@@ -305,3 +307,19 @@ def test_the_command_uses_boto3s_environment_and_streams_stdin(server: LocalS3) 
     assert missing.returncode == 3
     assert missing.stderr.startswith(b"s3repo: error: ")
     assert b"Traceback" not in missing.stderr
+
+
+def test_collect_takes_its_candidates_from_an_inventory_report(
+    stored: S3Repository, server: LocalS3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = server.client()
+    at = write_inventory(client, stored.bucket, stored.bucket, listing(client, stored.bucket))
+    write_manifest(tmp_path / "none.parquet", [], kind="record")
+    prefix = f"s3://{stored.bucket}/inventory/{stored.bucket}/daily/"
+    args = ["--json", "collect", "--manifests", str(tmp_path), "--inventory", prefix]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["plan"]["inventory"] == at
+    assert (result["report"]["scanned"], result["report"]["kept_recent"]) == (1, 1)
+    assert main([*args[:-1], f"s3://{stored.bucket}/inventory/none/"]) == 3
+    assert "no S3 Inventory report" in capsys.readouterr().err

@@ -25,10 +25,12 @@ from dagster import (
     RunRequest,
     SkipReason,
     build_schedule_context,
+    build_sensor_context,
     job,
     op,
     validate_run_config,
 )
+from inventory_kit import listing, write_inventory
 
 from devkit.localserver import LocalS3
 from devkit.pipelines_demo import failure_message
@@ -657,3 +659,74 @@ def test_definitions_take_another_executor_and_io_manager(resource: S3RepoResour
     job_def = custom.get_job_def("collect_job")
     assert job_def.executor_def is in_process_executor
     assert job_def.resource_defs["io_manager"] is fs_io_manager
+
+
+# -- collection from an S3 Inventory report --------------------------------------------
+
+
+def test_collect_job_takes_its_candidates_from_the_newest_inventory_report(
+    defs: Definitions, core: S3Repository, bucket: str, s3server: LocalS3
+) -> None:
+    for n in range(5):
+        core.put(f"garbage {n}".encode())
+    kept = core.put(b"kept")
+    s3server.let_time_pass(GRACE + 3)
+    write_manifest(
+        f"s3://{bucket}/manifests/live.parquet", [ManifestRow(kept, 4, "x")], kind="record"
+    )
+    client = s3server.client()
+    report_at = write_inventory(client, bucket, bucket, listing(client, bucket))
+    config = {
+        "manifests": [f"s3://{bucket}/manifests/"],
+        "inventory": f"s3://{bucket}/inventory/{bucket}/daily/",
+        "dry_run": False,
+    }
+
+    result = run(defs, "collect_job", {"plan_collection": {"config": config}})
+
+    assert result.success, failure_text(result)
+    assert metadata(result, "plan_collection")["inventory"] == report_at
+    report = result.output_for_node("report_collection")
+    assert (report.scanned, report.live, report.collected) == (6, 1, 5)
+    assert stored_keys(core) == {core.layout.object_key(kept)}
+
+
+def test_collect_job_fails_closed_without_an_inventory_report(
+    defs: Definitions, bucket: str
+) -> None:
+    config = {"manifests": [f"s3://{bucket}/manifests/"], "inventory": f"s3://{bucket}/none/"}
+    write_manifest(f"s3://{bucket}/manifests/live.parquet", [], kind="record")
+    result = run(defs, "collect_job", {"plan_collection": {"config": config}})
+    assert not result.success
+    assert "no S3 Inventory report (manifest.json) under" in failure_text(result)
+
+
+def test_the_inventory_sensor_requests_one_run_per_new_report(
+    defs: Definitions,
+    resource: S3RepoResource,
+    bucket: str,
+    s3server: LocalS3,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in ("S3REPO_INVENTORY", "S3REPO_MANIFESTS", "S3REPO_COLLECT_DELETE"):
+        monkeypatch.delenv(var, raising=False)
+    sensor = defs.get_sensor_def("inventory_collection")
+    context = build_sensor_context(resources={"repository": resource})
+    skipped = sensor(context)
+    assert isinstance(skipped, SkipReason) and "S3REPO_INVENTORY" in (skipped.skip_message or "")
+
+    prefix = f"s3://{bucket}/inventory/{bucket}/daily/"
+    monkeypatch.setenv("S3REPO_INVENTORY", prefix)
+    monkeypatch.setenv("S3REPO_MANIFESTS", f"s3://{bucket}/manifests/")
+    assert "no Inventory report under" in (sensor(context).skip_message or "")
+    client = s3server.client()
+    first = write_inventory(client, bucket, bucket, [], at=datetime(2026, 11, 30, 1, tzinfo=UTC))
+
+    request = sensor(context)
+    assert isinstance(request, RunRequest) and request.run_key == first
+    assert request.run_config["ops"]["plan_collection"]["config"]["inventory"] == first
+    validate_run_config(defs.get_job_def("collect_job"), request.run_config)
+    assert context.cursor == first
+    assert isinstance(sensor(context), SkipReason)  # nothing new
+    second = write_inventory(client, bucket, bucket, [], at=datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert sensor(context).run_key == second

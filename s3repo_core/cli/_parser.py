@@ -313,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="record manifests that may hold none yet (where an IO manager writes them)",
     )
     collect.add_argument(
+        "--inventory",
+        metavar="LOCATION",
+        help="take the candidates from an S3 Inventory report of the bucket instead of "
+        "listing it: its s3://.../manifest.json, or the prefix S3 writes reports under "
+        "(ending in '/': the newest); each is looked at again before it is deleted",
+    )
+    collect.add_argument(
         "--delete", action="store_true", help="delete; without it, only report what would go"
     )
     collect.add_argument(

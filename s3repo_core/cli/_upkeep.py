@@ -63,11 +63,18 @@ def collect(repo: Any, args: argparse.Namespace, out: Output) -> int:
         grace=None if args.grace is None else timedelta(seconds=args.grace),
         records=args.records,
     )
+    client = getattr(repo, "client", None)
+    inventory = None
+    if args.inventory is not None:
+        from ..inventory import find_inventory
+
+        inventory = find_inventory(args.inventory, client=client)
     report = repo.collect(
-        planned.read_liveset(client=getattr(repo, "client", None)),
+        planned.read_liveset(client=client),
         threshold=planned.threshold,
         dry_run=not args.delete,
         raise_on_errors=False,
+        inventory=inventory,
     )
     data = {
         "plan": {
@@ -75,6 +82,7 @@ def collect(repo: Any, args: argparse.Namespace, out: Output) -> int:
             "live_rows": planned.live_rows,
             "oldest_manifest": planned.oldest_manifest.isoformat(),
             "threshold": planned.threshold.isoformat(),
+            "inventory": None if inventory is None else inventory.location,
         },
         "report": report.to_dict(),
     }
