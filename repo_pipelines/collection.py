@@ -33,7 +33,9 @@ from dagster import (
     DynamicOut,
     DynamicOutput,
     Failure,
+    In,
     MetadataValue,
+    OpDefinition,
     OpExecutionContext,
     Out,
     Output,
@@ -51,6 +53,7 @@ from s3repo_core import (
     apply_retention,
     decide_retention,
     read_manifest_infos,
+    shard_names,
 )
 from s3repo_core import plan_collection as plan_from_manifests
 from s3repo_core.inventory import find_inventory
@@ -150,6 +153,19 @@ def plan_collection(
     repository: S3RepoResource,
     io_manager: ResourceParam[Any],
 ) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
+    plan = make_plan(context, config, repository, io_manager)
+    yield plan
+    for shard in (WHOLE,) if config.shard_width == 0 else plan.value.planned.shards:
+        yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
+
+
+def make_plan(
+    context: OpExecutionContext,
+    config: CollectConfig,
+    repository: S3RepoResource,
+    io_manager: Any,
+) -> Output[CollectionPlan]:
+    """What a plan step does, whichever way its job fans out: retention, the plan."""
     repo = repository.repository()
     grace = None if config.grace_seconds is None else timedelta(seconds=config.grace_seconds)
     if grace is not None and grace < repo.grace:
@@ -208,9 +224,33 @@ def plan_collection(
         metadata["inventory begun"] = inventory.created_at.isoformat()
     if decision is not None:
         metadata.update(retention_metadata(decision, config.dry_run))
-    yield Output(plan, "plan", metadata=metadata)
-    for shard in (WHOLE,) if config.shard_width == 0 else planned.shards:
-        yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
+    return Output(plan, "plan", metadata=metadata)
+
+
+def static_plan_collection(width: int) -> OpDefinition:
+    """plan_collection for a job with one fixed step per shard of ``width`` hex digits
+    (see ``make_collect_job``): the same plan, and no dynamic output."""
+
+    @op(
+        name="plan_collection",
+        out={"plan": Out(CollectionPlan, description="The threshold and the pinned manifests.")},
+        description="Retire the records retention no longer keeps, pin the liveset's "
+        f"manifests, fix the threshold, for {16**width + 2} fixed shard steps.",
+    )
+    def plan_fixed(
+        context: OpExecutionContext,
+        config: CollectConfig,
+        repository: S3RepoResource,
+        io_manager: ResourceParam[Any],
+    ) -> Output[CollectionPlan]:
+        if config.shard_width != width:
+            raise Failure(
+                description=f"this collect_job has a fixed step per shard of {width} hex "
+                f"digits: set shard_width: {width} (it is {config.shard_width})"
+            )
+        return make_plan(context, config, repository, io_manager)
+
+    return plan_fixed
 
 
 def decide(
@@ -274,6 +314,29 @@ def retention_metadata(decision: RetentionDecision, dry_run: bool) -> dict[str, 
 def collect_shard(
     context: OpExecutionContext, repository: S3RepoResource, shard: str, plan: CollectionPlan
 ) -> Output[CollectReport]:
+    return collect_one(context, repository, shard, plan)
+
+
+def static_collect_shard(shard: str) -> OpDefinition:
+    """collect_shard for one fixed shard (see ``static_plan_collection``)."""
+
+    @op(
+        name=f"collect_shard_{shard}",
+        out=Out(CollectReport, description=f"What the collection of shard {shard} did."),
+        description=f"Collect shard {shard} against the plan's liveset and threshold.",
+    )
+    def collect_fixed(
+        context: OpExecutionContext, repository: S3RepoResource, plan: CollectionPlan
+    ) -> Output[CollectReport]:
+        return collect_one(context, repository, shard, plan)
+
+    return collect_fixed
+
+
+def collect_one(
+    context: OpExecutionContext, repository: S3RepoResource, shard: str, plan: CollectionPlan
+) -> Output[CollectReport]:
+    """What a shard step does: read its slice of the liveset, collect its shard."""
     shards = None if shard == WHOLE else [shard]
     with repository_step(f"reading the liveset of shard {shard}"):
         liveset, read = plan.planned.read_liveset_slice(shards, client=repository.client())
@@ -322,6 +385,36 @@ def report_table(report: CollectReport) -> str:
 def report_collection(
     context: OpExecutionContext, plan: CollectionPlan, reports: list[CollectReport]
 ) -> Output[CollectReport]:
+    return merge_reports(context, plan, reports)
+
+
+def static_report_collection(width: int) -> OpDefinition:
+    """report_collection for the fixed shard steps (see ``static_plan_collection``):
+    an input per shard, not a fan-in, which dagster-dask hands over empty (its steps
+    run with the plan's state from before any step ran)."""
+    ins = {"plan": In(CollectionPlan)}
+    ins.update({f"report_{shard}": In(CollectReport) for shard in shard_names(width)})
+
+    @op(
+        name="report_collection",
+        ins=ins,
+        out=Out(CollectReport, description="The whole collection's report."),
+        description="Merge the shards' reports, log an observation of the repository.",
+    )
+    def report_fixed(
+        context: OpExecutionContext, plan: CollectionPlan, **reports: CollectReport
+    ) -> Output[CollectReport]:
+        return merge_reports(context, plan, list(reports.values()))
+
+    return report_fixed
+
+
+def merge_reports(
+    context: OpExecutionContext, plan: CollectionPlan, reports: list[CollectReport]
+) -> Output[CollectReport]:
+    """What a report step does: merge the shards' reports, show and observe them."""
+    if not reports:
+        raise Failure(description="no shard reported: nothing to merge")
     report = reduce(CollectReport.merge, sorted(reports, key=lambda r: r.shards))
     context.log_event(collection_observation(report))
     seconds = (datetime.now(UTC) - plan.planned.planned_at).total_seconds()

@@ -11,6 +11,7 @@ from .assets import REPOSITORY_SPEC
 from .jobs import (
     collect_job,
     fetch_job,
+    in_process_by_default,
     ingest_job,
     make_collect_job,
     make_verify_job,
@@ -36,6 +37,7 @@ def build_definitions(
     schedules: Sequence[Any] = (),
     sensors: Sequence[Any] = (),
     resources: dict[str, Any] | None = None,
+    fixed_shard_width: int | None = None,
 ) -> Definitions:
     """The code location's definitions, with ``repository`` as the ``repository`` resource,
     and the user's own ``assets``, ``asset_checks``, ``jobs``, ``schedules``, ``sensors``
@@ -45,10 +47,17 @@ def build_definitions(
     is every job's and asset's IO manager: an ``S3RepoIOManager`` stores assets by
     digest, writes their records (with ``manifests`` set) and lets ``collect_job``
     apply its retention; it is also storage every step can read, which the collection
-    plan needs with an executor that runs steps elsewhere.
+    plan needs with an executor that runs steps elsewhere. ``fixed_shard_width`` gives
+    collect_job a fixed step per shard, for an executor that cannot map dynamic outputs
+    (Dask; see ``make_collect_job``).
     """
     every_resource: dict[str, Any] = {"repository": repository, **(resources or {})}
-    collect = collect_job if executor is None else make_collect_job(None)
+    if executor is None and fixed_shard_width is None:
+        collect = collect_job
+    else:
+        collect = make_collect_job(
+            None if executor is not None else in_process_by_default, fixed_shard_width
+        )
     verify = verify_job if executor is None else make_verify_job(None)
     if io_manager is not None:
         every_resource["io_manager"] = io_manager

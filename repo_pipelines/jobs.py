@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from dagster import ExecutorDefinition, Field, JobDefinition, job, multi_or_in_process_executor
 
-from .collection import collect_shard, plan_collection, report_collection
+from s3repo_core import shard_names
+
+from .collection import (
+    collect_shard,
+    plan_collection,
+    report_collection,
+    static_collect_shard,
+    static_plan_collection,
+    static_report_collection,
+)
 from .fetch import fetch, stat
 from .ingest import ingest
 from .manifests import write_manifest_op
@@ -60,17 +69,38 @@ in_process_by_default = ExecutorDefinition(
 )
 
 
-def make_collect_job(executor: ExecutorDefinition | None = in_process_by_default) -> JobDefinition:
+def make_collect_job(
+    executor: ExecutorDefinition | None = in_process_by_default,
+    fixed_shard_width: int | None = None,
+) -> JobDefinition:
     """collect_job, on ``executor`` (None: the code location's, a Dask, Celery or
-    Kubernetes executor given to ``build_definitions``)."""
+    Kubernetes executor given to ``build_definitions``).
 
-    @job(
-        description="Garbage collection against the liveset in the manifests: retention, "
-        "then one collect step (shard_width: 0) or one per digest-prefix shard. A dry run "
-        "unless config says dry_run: false.",
-        tags={"s3repo/kind": "collection"},
-        executor_def=executor,
+    ``fixed_shard_width`` (1 to 4) gives the job a fixed step per shard of that many hex
+    digits instead of a dynamic fan-out, for executors that cannot map dynamic outputs
+    (dagster-dask: Dagster issue #9785); its runs must then say ``shard_width`` so."""
+    description = (
+        "Garbage collection against the liveset in the manifests: retention, then one "
+        "collect step (shard_width: 0) or one per digest-prefix shard. A dry run unless "
+        "config says dry_run: false."
     )
+    tags = {"s3repo/kind": "collection"}
+    if fixed_shard_width is not None:
+        if not 1 <= fixed_shard_width <= 4:
+            raise ValueError(f"fixed_shard_width is 1 to 4 hex digits, not {fixed_shard_width}")
+        plan_op = static_plan_collection(fixed_shard_width)
+        shard_ops = {s: static_collect_shard(s) for s in shard_names(fixed_shard_width)}
+        report_op = static_report_collection(fixed_shard_width)
+
+        @job(name="collect_job", description=description, tags=tags, executor_def=executor)
+        def fixed_collect_job() -> None:
+            plan = plan_op()
+            reports = {f"report_{shard}": step(plan) for shard, step in shard_ops.items()}
+            report_op(plan=plan, **reports)
+
+        return fixed_collect_job
+
+    @job(description=description, tags=tags, executor_def=executor)
     def collect_job() -> None:
         plan, shards = plan_collection()
         reports = shards.map(lambda shard: collect_shard(shard, plan))

@@ -730,3 +730,28 @@ def test_the_inventory_sensor_requests_one_run_per_new_report(
     assert isinstance(sensor(context), SkipReason)  # nothing new
     second = write_inventory(client, bucket, bucket, [], at=datetime(2026, 12, 1, 1, tzinfo=UTC))
     assert sensor(context).run_key == second
+
+
+def test_a_collect_job_with_a_fixed_step_per_shard_collects_and_checks_its_width(
+    resource: S3RepoResource, core: S3Repository, bucket: str, s3server: LocalS3
+) -> None:
+    defs = build_definitions(resource, fixed_shard_width=1)
+    dead = core.put(b"garbage")
+    kept = core.put(b"kept")
+    s3server.let_time_pass(GRACE + 3)
+    write_manifest(
+        f"s3://{bucket}/manifests/live.parquet", [ManifestRow(kept, 4, "x")], kind="record"
+    )
+    config = {"manifests": [f"s3://{bucket}/manifests/"], "dry_run": False}
+
+    wrong = run(defs, "collect_job", {"plan_collection": {"config": config}})
+    assert not wrong.success
+    assert "a fixed step per shard of 1 hex digits: set shard_width: 1" in failure_text(wrong)
+
+    result = run(defs, "collect_job", {"plan_collection": {"config": {**config, "shard_width": 1}}})
+    assert result.success, failure_text(result)
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    assert {f"collect_shard_{s}" for s in [*"0123456789abcdef", "other", "uploads"]} <= steps
+    assert result.output_for_node("report_collection").collected == 1
+    assert core.layout.object_key(dead) not in stored_keys(core)
+    assert stored_keys(core) == {core.layout.object_key(kept)}

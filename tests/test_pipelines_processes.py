@@ -96,9 +96,10 @@ def recon(job_fn: Any) -> Any:
     pytest puts tests/ on sys.path only in this process; the children resolve this
     module from the pointer's working directory, so point that at the right folder.
     """
-    root = Path(__file__).resolve().parents[__name__.count(".")]
+    module = job_fn.__module__
+    root = Path(__file__).resolve().parents[module.count(".")]
     return build_reconstructable_job(
-        __name__, job_fn.__name__, reconstructor_working_directory=str(root)
+        module, job_fn.__name__, reconstructor_working_directory=str(root)
     )
 
 
