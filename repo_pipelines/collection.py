@@ -20,7 +20,7 @@ merges the shards' reports and logs them as an observation of the repository ass
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from typing import Any, Literal
@@ -54,6 +54,7 @@ from s3repo_core import (
     decide_retention,
     read_manifest_infos,
     shard_names,
+    suggested_shard_width,
 )
 from s3repo_core import plan_collection as plan_from_manifests
 from s3repo_core.inventory import find_inventory
@@ -85,8 +86,8 @@ class ShardedConfig(Config):
 
     @field_validator("shard_width", check_fields=False)
     @classmethod
-    def _width(cls, width: int) -> int:
-        if not 0 <= width <= 4:
+    def _width(cls, width: int | None) -> int | None:
+        if width is not None and not 0 <= width <= 4:
             raise ValueError("shard_width is 0 (one step) to 4 hex digits")
         return width
 
@@ -119,12 +120,13 @@ class CollectConfig(ShardedConfig):
         "in '/': the newest one there). Every candidate is looked at again (a LIST of "
         "its page's range) before its delete.",
     )
-    shard_width: int = Field(
-        default=0,
+    shard_width: int | None = Field(
+        default=None,
         description="0: one collect step for the whole repository, which lists its 16 "
         "digest shards in parallel threads (fastest on one machine: one step to start). "
         "Hex digits per shard step to spread it over processes or machines: 1 gives 16 "
-        "digest shards (+2), 2 gives 256.",
+        "digest shards (+2), 2 gives 256. Unset: from the liveset's size, one step below "
+        "5 million live digests, 16 shards below 50 million, 256 above.",
     )
 
 
@@ -137,6 +139,8 @@ class CollectionPlan:
     dry_run: bool
     #: Where the candidates come from instead of a LIST of each shard, if anywhere.
     inventory: Inventory | None = None
+    #: The shard steps: 0 for one step of the whole repository, else hex digits.
+    shard_width: int = 0
 
 
 @op(
@@ -155,7 +159,7 @@ def plan_collection(
 ) -> Iterator[Output[CollectionPlan] | DynamicOutput[str]]:
     plan = make_plan(context, config, repository, io_manager)
     yield plan
-    for shard in (WHOLE,) if config.shard_width == 0 else plan.value.planned.shards:
+    for shard in (WHOLE,) if plan.value.shard_width == 0 else plan.value.planned.shards:
         yield DynamicOutput(shard, mapping_key=shard, output_name="shards")
 
 
@@ -196,7 +200,7 @@ def make_plan(
             config.manifests,
             grace=grace,
             liveset=config.liveset,
-            shard_width=max(config.shard_width, 1),
+            shard_width=max(config.shard_width or 0, 1),
             records=records,
             client=repository.client(),
         )
@@ -208,7 +212,11 @@ def make_plan(
             f"candidates from the inventory report {inventory.location}, begun "
             f"{inventory.created_at.isoformat()} ({len(inventory.files)} files)"
         )
-    plan = CollectionPlan(planned, config.dry_run, inventory)
+    width = config.shard_width
+    if width is None:
+        width = suggested_shard_width(planned.live_rows)
+        planned = replace(planned, shards=tuple(shard_names(max(width, 1))))
+    plan = CollectionPlan(planned, config.dry_run, inventory, width)
     context.log.info(f"{'dry run' if plan.dry_run else 'collecting'} {planned.summary()}")
     metadata: dict[str, Any] = {
         "repository": repo.url,
@@ -217,7 +225,7 @@ def make_plan(
         "live rows": planned.live_rows,
         "oldest manifest": planned.oldest_manifest.isoformat(),
         "threshold": planned.threshold.isoformat(),
-        "shards": len(planned.shards),
+        "shard steps": 1 if width == 0 else len(planned.shards),
     }
     if inventory is not None:
         metadata["inventory"] = inventory.location
@@ -243,12 +251,13 @@ def static_plan_collection(width: int) -> OpDefinition:
         repository: S3RepoResource,
         io_manager: ResourceParam[Any],
     ) -> Output[CollectionPlan]:
-        if config.shard_width != width:
+        if config.shard_width not in (None, width):
             raise Failure(
                 description=f"this collect_job has a fixed step per shard of {width} hex "
                 f"digits: set shard_width: {width} (it is {config.shard_width})"
             )
-        return make_plan(context, config, repository, io_manager)
+        fixed = config.model_copy(update={"shard_width": width})
+        return make_plan(context, fixed, repository, io_manager)
 
     return plan_fixed
 

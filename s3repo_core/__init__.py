@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._filerepository import FileRepository
     from ._liveset_slices import read_liveset, read_liveset_with_info
     from ._options import StoreOptions
-    from ._planning import PlannedCollection, plan_collection
+    from ._planning import PlannedCollection, plan_collection, suggested_shard_width
     from ._report import CollectReport, DeleteFailure
     from ._repository import Repository
     from ._s3repository import S3Repository
@@ -97,6 +97,7 @@ _LAZY: dict[str, str] = {
     "manifests_naming": ".manifest",
     "merge_manifests": ".compaction",
     "plan_collection": "._planning",
+    "suggested_shard_width": "._planning",
     "read_liveset": "._liveset_slices",
     "read_liveset_with_info": "._liveset_slices",
     "read_inventory": ".inventory",
@@ -165,6 +166,7 @@ __all__ = [
     "shard_names",
     "stat_many",
     "store_value",
+    "suggested_shard_width",
     "write_manifest",
     "write_record_manifest",
 ]

@@ -42,7 +42,7 @@ from ._listing import common_prefix, key_before
 from ._names import Layout
 from ._protocol import check_collector
 from ._report import MAX_LISTED_INVALID, CollectReport, DeleteFailure
-from ._shards import OTHER, UPLOADS, check_shards, shard_names
+from ._shards import HEX, OTHER, UPLOADS, check_shards, shard_names
 from ._store import DeleteOutcomeUnknown, DeleteThrottled, ObjectInfo, Store
 from ._throttle import DeleteRate, backoff
 from ._touches import TouchLog
@@ -56,6 +56,9 @@ MAX_DELETE_ATTEMPTS = 4
 #: SlowDowns one delete request may be answered in a row before its keys are reported
 #: refused (backing off up to 5 s each: about half a minute).
 MAX_SLOWDOWNS = 10
+#: Pages of an inventory a delete batch may gather from: its look again lists its
+#: whole key range, and candidates may be sparse in it.
+MAX_PROPOSED_PAGES = 2
 
 
 def _pause(attempt: int) -> None:
@@ -242,6 +245,9 @@ class Collector:
     #: Keys a page of the listing asks for (None: the store's most, 1000 on S3), so
     #: that tests can spread few objects over many pages.
     list_page_size: int | None = None
+    #: Shard listings run side by side, at least, where a shard can be split (see
+    #: ``_units``); 1 keeps a shard one listing, as tests of its pages need.
+    parallel_listings = 16
 
     def __init__(
         self,
@@ -302,7 +308,7 @@ class Collector:
                     self.concurrency, thread_name_prefix="s3repo-delete"
                 ) as deleters,
             ):
-                tasks = [listers.submit(self._run_shard, s, deleters) for s in self.shards]
+                tasks = [listers.submit(self._run_shard, s, deleters) for s in self._units()]
                 wait(tasks)
                 deletions = [f for t in tasks if t.exception() is None for f in t.result()]
                 wait(deletions)
@@ -318,6 +324,26 @@ class Collector:
                 self._lease.release()
         self.report.duration = time.monotonic() - started
         return self.report
+
+    def _units(self) -> list[str]:
+        """The shards to list side by side: ours, each split into its 16 sub-prefixes
+        (again, up to 4 hex digits) while there are fewer than ``parallel_listings``. A
+        shard's pages come one after another, each LIST after the one before; so a
+        collection of one shard of 256 lists 16 ranges at once, as a collection of the
+        whole repository lists its 16 shards. Not with an inventory, which has no chain
+        (and which each of them would read whole)."""
+        units = list(self.shards)
+        if self.listing is not None:
+            return units
+        while True:
+            digests = [u for u in units if u not in (OTHER, UPLOADS)]
+            if not digests or len(digests) >= self.parallel_listings or len(digests[0]) >= 4:
+                return units
+            units = [
+                part
+                for unit in units
+                for part in ((unit,) if unit in (OTHER, UPLOADS) else (unit + h for h in HEX))
+            ]
 
     def _acquire_lease(self) -> HeldLease:
         """Write our lease, then yield to any older live one that holds our shards
@@ -357,17 +383,25 @@ class Collector:
             held = []
             return None
 
+        pages_held = 0
         for decided_at, contents in self._pages(shard, patience):
             candidates = self._classify(shard, contents)
             if not candidates:
                 continue
             if not held:
                 oldest = decided_at
+                pages_held = 0
             held += candidates
+            pages_held += 1
             while len(held) >= DELETE_BATCH:
                 submit(held[:DELETE_BATCH], oldest)
                 held = held[DELETE_BATCH:]
                 oldest = decided_at  # what is left came from this page
+                pages_held = 1 if held else 0
+            if self.listing is not None and pages_held >= MAX_PROPOSED_PAGES:
+                # A batch's second look lists the whole key range it spans: keep it short.
+                submit(held, oldest)
+                held, pages_held = [], 0
         if held:
             submit(held, oldest)
         return futures

@@ -94,10 +94,12 @@ class Inventory:
     files: tuple[InventoryFile, ...]
 
     def pages(
-        self, prefix: str, *, client: Any = None, page_size: int = _PAGE
+        self, prefix: str, *, client: Any = None, page_size: int | None = None
     ) -> Iterator[list[ObjectInfo]]:
         """The report's current objects whose key starts with ``prefix``, sorted by key,
-        in pages of ``page_size``: what a LIST of ``prefix`` would have said then."""
+        in pages of ``page_size`` (default 1,000): what a LIST of ``prefix`` would have
+        said then."""
+        page_size = page_size or _PAGE
         keys: list[pa.Array[Any]] = []
         sizes: list[pa.Array[Any]] = []
         modified: list[pa.Array[Any]] = []

@@ -299,3 +299,27 @@ def test_delete_errors_reported_per_key_fail_the_collection(moto_server: LocalS3
             assert len(quiet.errors) == 3 and quiet.failed
         finally:
             set_client(None, bucket=bucket)
+
+
+def test_a_collection_of_one_shard_lists_its_sixteen_sub_prefixes_side_by_side(
+    moto_server: LocalS3,
+) -> None:
+    """A shard's pages come one after another; split, its listing is 16 chains, not one."""
+    from faultproxy import FaultProxy
+
+    bucket = moto_server.create_bucket()
+    seeded = S3Repository(bucket, client=moto_server.client())
+    for n in range(60):
+        seeded.put(f"sub-prefix {n}".encode())
+    with FaultProxy(moto_server.port) as proxy:
+        repo = S3Repository(bucket, client=moto_server.client(endpoint_url=proxy.endpoint_url))
+        report = repo.collect(ExactLiveset([]), shards=["5"], dry_run=True)
+    listed = {
+        entry[2].split("prefix=", 1)[1].split("&", 1)[0].replace("%3A", ":").replace("%2F", "/")
+        for entry in proxy.history
+        if "list-type=2" in entry[2] and "prefix=objects" in entry[2]
+    }
+    assert listed == {f"objects/sha256:5{h}" for h in "0123456789abcdef"}
+    assert report.scanned == sum(
+        1 for n in range(60) if str(Digest.of(f"sub-prefix {n}".encode())).startswith("sha256:5")
+    )

@@ -145,6 +145,7 @@ def test_a_batch_held_while_a_slow_page_comes_is_looked_at_again_before_its_dele
     """
     name, client = bucket
     monkeypatch.setattr(Collector, "list_page_size", 4)
+    monkeypatch.setattr(Collector, "parallel_listings", 1)  # shard 3's pages, one chain
     windows = {
         "refresh_window": timedelta(milliseconds=200),
         "settle": timedelta(seconds=4),

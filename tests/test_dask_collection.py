@@ -24,12 +24,13 @@ from test_pipelines_processes import (
     records,
     repository_env,
     seed,
+    short_window_resource,
     stored_digests,
     write_live_manifest,
 )
 
 from devkit.localserver import LocalS3
-from repo_pipelines import S3RepoIOManager, S3RepoResource, build_definitions
+from repo_pipelines import S3RepoIOManager, build_definitions
 
 distributed = pytest.importorskip("distributed")
 dagster_dask = pytest.importorskip("dagster_dask")
@@ -37,16 +38,7 @@ dagster_dask = pytest.importorskip("dagster_dask")
 
 def dask_collect_job() -> JobDefinition:
     """collect_job as a Dask deployment would build it (rebuilt by each worker)."""
-    env = os.environ
-    resource = S3RepoResource(
-        bucket=env["S3REPO_BUCKET"],
-        prefix=env["S3REPO_PREFIX"],
-        endpoint_url=env["S3REPO_ENDPOINT_URL"],
-        region=env["S3REPO_REGION"],
-        access_key_id=env["S3REPO_ACCESS_KEY_ID"],
-        secret_access_key=env["S3REPO_SECRET_ACCESS_KEY"],
-        **SHORT,
-    )
+    resource = short_window_resource()
     defs = build_definitions(
         resource,
         executor=dagster_dask.dask_executor,

@@ -27,6 +27,7 @@ from s3repo_core import (
     latest_inventory,
     read_inventory,
 )
+from s3repo_core import inventory as inventory_module
 
 from faultproxy import FaultProxy
 
@@ -171,3 +172,25 @@ def test_what_is_not_an_inventory_manifest_is_refused(
     repo.client.put_object(Bucket=repo.bucket, Key="y/manifest.json", Body=body)
     with pytest.raises(NotSupportedError, match="'XML'"):
         read_inventory(f"s3://{repo.bucket}/y/manifest.json", client=repo.client)
+
+
+def test_a_delete_batch_gathers_from_at_most_two_pages_of_a_report(
+    moto_server: LocalS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its second look lists the whole range it spans, which may hold few candidates."""
+    monkeypatch.setattr(inventory_module, "_PAGE", 5)
+    bucket = moto_server.create_bucket()
+    repo = S3Repository(bucket, client=moto_server.client(), **WINDOWS)
+    stored = [repo.put(f"many {n}".encode()) for n in range(160)]
+    moto_server.let_time_pass(GRACE.total_seconds() + 3)
+    at = write_inventory(repo.client, repo.bucket, repo.bucket, listing(repo.client, bucket))
+    pages = sum(-(-sum(1 for d in stored if d.hex[0] == h) // 5) for h in "0123456789abcdef")
+
+    with FaultProxy(moto_server.port) as proxy:
+        proxied = S3Repository(
+            bucket, client=moto_server.client(endpoint_url=proxy.endpoint_url), **WINDOWS
+        )
+        report = proxied.collect(ExactLiveset(), inventory=read_inventory(at, client=repo.client))
+
+    assert report.collected == 160
+    assert proxy.kinds["POST delete"] >= pages / 2 > 16  # not one batch per shard

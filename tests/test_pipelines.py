@@ -47,6 +47,7 @@ from s3repo_core import (
     read_manifest,
     write_manifest,
 )
+from s3repo_core import _planning as planning
 from s3repo_core._client import client_for, shared_client, using_client
 
 GRACE = 5.0
@@ -744,14 +745,36 @@ def test_a_collect_job_with_a_fixed_step_per_shard_collects_and_checks_its_width
     )
     config = {"manifests": [f"s3://{bucket}/manifests/"], "dry_run": False}
 
-    wrong = run(defs, "collect_job", {"plan_collection": {"config": config}})
+    wrong = run(defs, "collect_job", {"plan_collection": {"config": {**config, "shard_width": 0}}})
     assert not wrong.success
     assert "a fixed step per shard of 1 hex digits: set shard_width: 1" in failure_text(wrong)
 
-    result = run(defs, "collect_job", {"plan_collection": {"config": {**config, "shard_width": 1}}})
+    result = run(defs, "collect_job", {"plan_collection": {"config": config}})  # unset: 1
     assert result.success, failure_text(result)
     steps = {e.step_key for e in result.all_events if e.is_step_success}
     assert {f"collect_shard_{s}" for s in [*"0123456789abcdef", "other", "uploads"]} <= steps
     assert result.output_for_node("report_collection").collected == 1
     assert core.layout.object_key(dead) not in stored_keys(core)
     assert stored_keys(core) == {core.layout.object_key(kept)}
+
+
+def test_collect_job_picks_its_shard_steps_from_the_liveset_s_size_unless_told(
+    defs: Definitions, core: S3Repository, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planning, "ONE_WORKER_ROWS", 2)  # one step below 2 live digests
+    location = f"s3://{bucket}/manifests/live.parquet"
+    config = {"manifests": [location]}
+
+    def shard_steps(rows: list[ManifestRow], **more: Any) -> set[str]:
+        write_manifest(location, rows, kind="record")
+        result = run(defs, "collect_job", {"plan_collection": {"config": {**config, **more}}})
+        assert result.success, failure_text(result)
+        return {
+            e.step_key for e in result.all_events if e.step_key and "collect_shard" in e.step_key
+        }
+
+    one = [ManifestRow(core.put(b"one"), 3, "x")]
+    two = [*one, ManifestRow(core.put(b"two"), 3, "x")]
+    assert shard_steps(one) == {"collect_shard[all]"}
+    assert len(shard_steps(two)) == 18
+    assert shard_steps(two, shard_width=0) == {"collect_shard[all]"}

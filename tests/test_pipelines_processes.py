@@ -66,10 +66,10 @@ REPOSITORY_ASSET = AssetKey(["s3repo", "repository"])
 # -- jobs the step subprocesses rebuild (they re-import this module) -----------------------
 
 
-def short_window_collect_job() -> JobDefinition:
-    """collect_job on the repository in S3REPO_*, with SHORT windows (from_env has defaults)."""
+def short_window_resource() -> S3RepoResource:
+    """The repository in S3REPO_*, with SHORT windows (from_env has the defaults)."""
     env = os.environ
-    resource = S3RepoResource(
+    return S3RepoResource(
         bucket=env["S3REPO_BUCKET"],
         prefix=env["S3REPO_PREFIX"],
         endpoint_url=env["S3REPO_ENDPOINT_URL"],
@@ -78,7 +78,11 @@ def short_window_collect_job() -> JobDefinition:
         secret_access_key=env["S3REPO_SECRET_ACCESS_KEY"],
         **SHORT,
     )
-    return build_definitions(resource).get_job_def("collect_job")
+
+
+def short_window_collect_job() -> JobDefinition:
+    """collect_job on the repository in S3REPO_*, with SHORT windows."""
+    return build_definitions(short_window_resource()).get_job_def("collect_job")
 
 
 def env_ingest_job() -> JobDefinition:

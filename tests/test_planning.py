@@ -29,6 +29,7 @@ from s3repo_core import (
     make_client,
     plan_collection,
     shard_names,
+    suggested_shard_width,
     write_manifest,
 )
 from s3repo_core._client import using_client
@@ -271,3 +272,9 @@ def test_manifests_in_s3_are_read_with_the_repository_s_client(
     # The manifests come through ``client``, but the plan reads the store's clock too.
     with pytest.raises(UnavailableError, match="collections/"):
         plan_collection(nameless, [location], client=client)
+
+
+def test_the_suggested_shard_width_grows_with_the_liveset() -> None:
+    assert (suggested_shard_width(0), suggested_shard_width(4_999_999)) == (0, 0)
+    assert (suggested_shard_width(5_000_000), suggested_shard_width(49_999_999)) == (1, 1)
+    assert suggested_shard_width(50_000_000) == suggested_shard_width(10**9) == 2
