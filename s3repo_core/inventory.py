@@ -193,7 +193,10 @@ def _csv_table(data: bytes, columns: Sequence[str]) -> pa.Table:
 
 
 def _current(table: pa.Table) -> pa.Table:
-    """Only the current version of each object (an inventory may list all versions)."""
+    """Only the current version of each object (an inventory may list all versions),
+    and only rows that say when it was modified (one that does not is never proposed)."""
+    dated: Any = pc.is_valid(table.column("last_modified_date"))
+    table = table.filter(dated)
     if "is_latest" in table.column_names:
         latest: Any = pc.fill_null(table.column("is_latest"), pa.scalar(True))
         table = table.filter(latest)

@@ -169,3 +169,44 @@ def test_each_server_names_the_process_that_serves_it(s3server: LocalS3) -> None
     for i in range(200):
         client.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")
     assert process_cpu(s3server.pid) > before
+
+
+def test_the_scale_benchmark_collects_the_synthetic_garbage_and_stops_its_endpoint(
+    tmp_path: Path,
+) -> None:
+    """bench.scale end to end on 3,000 synthetic objects: exactly half deleted, by one
+    step and by a step per shard, and the endpoint process gone afterwards."""
+    out = tmp_path / "scale.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.scale",
+            "--objects",
+            "3000",
+            "--latency",
+            "0",
+            "--shards",
+            "0,1",
+            "--workdir",
+            str(tmp_path),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads((tmp_path / f"result-3000-0.0-{w}.json").read_text()) for w in (0, 1)]
+    for result in results:
+        assert sum(step["collected"] for step in result["steps"]) == 1500
+        assert sum(step["scanned"] for step in result["steps"]) == 3000
+        assert "'keys deleted': 1500" in result["requests"]
+    assert len(results[1]["steps"]) == 18
+    assert "| one step |" in out.read_text() and "| 16 (+2) |" in out.read_text()
+    left = subprocess.run(
+        ["pgrep", "-f", "bench.synthetic_s3 --objects=3000"], capture_output=True
+    )
+    assert left.returncode == 1, left.stdout  # no endpoint left running
