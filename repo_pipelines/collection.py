@@ -3,19 +3,22 @@
 The plan step first applies retention: if the job's IO manager is an
 ``S3RepoIOManager`` that writes record manifests, the records its policy no longer
 keeps are retired (``s3repo_core.retention``; a dry run only lists them). It then
-calls the core's ``plan_collection``, which reads every configured manifest and the
-IO manager's records (failing closed on any bad one) and fixes the threshold; the
-step emits the plan and one dynamic output: the whole repository (``shard_width`` 0,
-the default, whose one step lists the shards in threads), or one per digest-prefix
-shard. Each shard step collects only its shard, so the executor runs shards in
-parallel: in processes here,
-on machines with the Kubernetes, Celery or Dask executors. The plan holds no liveset:
-it pins each manifest to the version whose footer it read, and each shard step reads
-only the row groups of its digest range (manifests are sorted by digest), so a step's
-memory is its slice. The plan travels to the shard steps through the IO manager, which
-must then be storage every step can read (``S3RepoIOManager`` is; its records of the
-plan are kept by run age). The report step
-merges the shards' reports and logs them as an observation of the repository asset.
+calls the core's ``plan_collection``, which reads the footer of every configured
+manifest and of the IO manager's records (failing closed on any bad one), pins each to
+the version it read and fixes the threshold. The plan holds no liveset: each shard step
+reads only the row groups of its digest range (manifests are sorted by digest), of
+exactly those versions, so a step's memory is its slice.
+
+The step emits the plan and one dynamic output: the whole repository (``shard_width``
+0, whose one step lists the shards in threads), or one per digest-prefix shard; unset,
+the width comes from the liveset's size (``suggested_shard_width``). The executor runs
+shards in parallel: in processes here, on machines with the Kubernetes, Celery or Dask
+executors (Dask with a fixed step per shard, ``static_plan_collection`` and the rest:
+dagster-dask maps no dynamic outputs). The plan travels to the shard steps through the
+IO manager, which must then be storage every step can read (``S3RepoIOManager`` is;
+its records of the plan are kept by run age). The report step merges the shards'
+reports and logs them as an observation of the repository asset. With ``inventory``
+set, the shards take their candidates from an S3 Inventory report instead of listing.
 """
 
 # No "from __future__ import annotations": Dagster reads op annotations at run time.

@@ -22,6 +22,11 @@ A manifest is of one of two kinds, and the kind says what its creation time mean
   changes. Its age holds nothing back: it must be written promptly instead (see
   ``s3repo_core.records``), and it keeps what it names for as long as it exists.
 
+Rows are written sorted by digest, in row groups of :data:`BATCH_ROWS`, with an index
+of each group's first and last digest (``s3repo.sorted``, ``s3repo.index``; see
+``_rowgroups``), so that a reader of one shard's digests reads only the groups that
+can hold them (``_liveset_slices``). Files without the index are read whole.
+
 A manifest lives at a local path or at ``s3://bucket/key``. Writes are atomic (a temp
 file, then ``os.replace`` or one upload), so a failed write never leaves half a
 manifest. Reads fail closed: every row is validated, and a bad row, a file that is not
@@ -569,7 +574,8 @@ def write_manifest(
 ) -> ManifestInfo:
     """Write a manifest of ``rows`` to a local path or ``s3://bucket/key``, atomically.
 
-    ``rows`` streams: it is written a row group at a time. ``created_at`` (default now)
+    ``rows`` streams: it is sorted by digest (at most ``RUN_ROWS`` in memory, see
+    ``_sortedruns``) and written a row group at a time. ``created_at`` (default now)
     must be timezone-aware; it is stored in UTC. ``kind`` is ``"snapshot"`` or
     ``"record"`` (see the module docstring: a record of objects just stored is better
     written with :func:`s3repo_core.records.write_record`, which checks it is prompt);

@@ -92,6 +92,16 @@ def bucket(s3server: LocalS3, client: Any) -> Iterator[str]:
 
 
 @pytest.fixture
+def moto_bucket(moto_server: LocalS3) -> Iterator[str]:
+    """A fresh bucket on the session's moto server, with its client set for s3repo: for
+    tests of our code rather than of a server."""
+    name = moto_server.create_bucket()
+    set_client(moto_server.client(), bucket=name)
+    yield name
+    set_client(None, bucket=name)
+
+
+@pytest.fixture
 def repo(bucket: str) -> S3Repository:
     """A repository with a prefix in a fresh bucket, with small parts so tests stay fast."""
     return S3Repository(bucket, "some/prefix", part_size=5 * 1024 * 1024)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from s3repo_core import (
     read_manifest,
     write_manifest,
 )
-from s3repo_core._client import set_client
 from s3repo_core._liveset_slices import read_footers, read_pinned_liveset
 from s3repo_core._rowgroups import INDEX_KEY, SORTED_KEY, index_metadata
 from s3repo_core.manifest import BATCH_ROWS
@@ -69,11 +67,8 @@ def big(tmp_path: Path, many: list[Digest]) -> Path:
 
 
 @pytest.fixture
-def bucket(moto_server: LocalS3) -> Iterator[str]:
-    name = moto_server.create_bucket()
-    set_client(moto_server.client(), bucket=name)
-    yield name
-    set_client(None, bucket=name)
+def bucket(moto_bucket: str) -> str:
+    return moto_bucket
 
 
 # -- writing: sorted, in row groups, with a checked index --------------------------------

@@ -9,14 +9,13 @@ does while the repository's collectors are not known to read touch records.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devkit.localserver import LocalS3
-from s3repo_core import Digest, NotSupportedError, S3Repository, set_client
+from s3repo_core import Digest, NotSupportedError, S3Repository
 from s3repo_core._touches import decode_record
 from s3repo_core.liveset import ExactLiveset
 
@@ -29,11 +28,8 @@ DAY = 24 * 3600.0
 
 
 @pytest.fixture
-def bucket(moto_server: LocalS3) -> Iterator[str]:
-    name = moto_server.create_bucket()
-    set_client(moto_server.client(), bucket=name)
-    yield name
-    set_client(None, bucket=name)
+def bucket(moto_bucket: str) -> str:
+    return moto_bucket
 
 
 @pytest.fixture
