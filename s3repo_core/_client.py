@@ -515,9 +515,12 @@ def using_client(client: Any) -> Iterator[Any]:
             _default = before
 
 
-def client_for(bucket: str) -> Any:
-    """The client set for ``bucket``, else the one set as default, else the shared
-    client of the standard configuration (built on first use)."""
+def client_for(bucket: str, given: Any = None) -> Any:
+    """``given`` (prepared for s3repo) if there is one; else the client set for
+    ``bucket``, else the one set as default, else the shared client of the standard
+    configuration (built on first use)."""
+    if given is not None:
+        return prepare_client(given)
     with _lock:
         client = _by_bucket.get(bucket)
         if client is None:

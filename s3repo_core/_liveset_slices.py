@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from ._errors import InvalidArgumentError
 from ._shards import check_shards, first_word_span
-from ._sortedruns import digests_of, merge_sorted
+from ._sortedruns import digest_column, digests_of, merge_sorted
 from .liveset import DIGEST_DTYPE, BloomLiveset, ExactLiveset, digest_order
 from .manifest import (
     BATCH_ROWS,
@@ -111,10 +111,8 @@ def _spans(shards: Sequence[str] | None) -> list[tuple[int, int]] | None:
 
 
 def _batch(digests: np.ndarray) -> pa.RecordBatch:
-    array = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(32), len(digests), [None, pa.py_buffer(np.ascontiguousarray(digests).data)]
-    )
-    return pa.record_batch([array], names=["digest"])
+    column = digest_column(np.ascontiguousarray(digests).data, len(digests))
+    return pa.record_batch([column], names=["digest"])
 
 
 class _Counts:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from .liveset import DIGEST_DTYPE, digest_order
 
-__all__ = ["RUN_ROWS", "digests_of", "merge_sorted", "sorted_batches"]
+__all__ = ["RUN_ROWS", "digest_column", "digests_of", "joined", "merge_sorted", "sorted_batches"]
 
 #: Rows sorted in memory at a time while a manifest is written (about 40 MiB of
 #: digests and sizes, plus the sources).
@@ -42,6 +42,18 @@ def digests_of(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
         column = column.combine_chunks()
     buffer = cast(memoryview, column.buffers()[1])
     return np.frombuffer(buffer, dtype=DIGEST_DTYPE, count=len(column), offset=column.offset * 32)
+
+
+def digest_column(raw: Any, count: int) -> pa.Array[Any]:
+    """``count`` digests of 32 raw bytes each, from one buffer (``bytes`` or a contiguous
+    array): a ``fixed_size_binary(32)`` column, the inverse of :func:`digests_of`."""
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), count, [None, pa.py_buffer(raw)])
+
+
+def joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of the rows of ``batches`` (at least one), in order, each column in one
+    piece: what the sort, the merge and the writer's row groups are made of."""
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _sort(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -79,8 +91,7 @@ def merge_sorted(runs: Iterable[Iterator[pa.RecordBatch]]) -> Iterator[pa.Record
             if rest is not None:
                 kept.append((rest, run))
         heads = kept
-        block = pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
-        yield _sort(block)
+        yield _sort(joined(pieces))
 
 
 def _next_nonempty(run: Iterator[pa.RecordBatch]) -> pa.RecordBatch | None:
@@ -94,7 +105,7 @@ def _spill(batches: list[pa.RecordBatch], directory: str) -> str:
     """``batches`` sorted into a new file in ``directory``: one run of the merge."""
     fd, path = tempfile.mkstemp(prefix="run-", suffix=".parquet", dir=directory)
     os.close(fd)
-    run = _sort(pa.Table.from_batches(batches).combine_chunks().to_batches()[0])
+    run = _sort(joined(batches))
     pq.write_table(pa.Table.from_batches([run]), path, compression="none", use_dictionary=False)
     return path
 
@@ -126,8 +137,7 @@ def sorted_batches(
                 pending, held = [], 0
         if not spilled:
             if held:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                yield _sort(table.to_batches()[0])
+                yield _sort(joined(pending))
             return
         if held:
             spilled.append(_spill(pending, directory))

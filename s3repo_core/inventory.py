@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._bucket import S3Bucket
-from ._client import client_for, prepare_client
+from ._client import client_for
 from ._errors import IntegrityError, InvalidArgumentError, NotExistError, NotSupportedError
 from ._store import ObjectInfo
 
@@ -125,7 +125,7 @@ class Inventory:
             ]
 
     def _tables(self, client: Any) -> Iterator[pa.Table]:
-        bucket = S3Bucket(self.destination_bucket, _client(self.destination_bucket, client))
+        bucket = S3Bucket(self.destination_bucket, client_for(self.destination_bucket, client))
         for file in self.files:
             data = bucket.read(file.key)
             if file.md5 and hashlib.md5(data).hexdigest() != file.md5.lower():
@@ -154,10 +154,6 @@ class Inventory:
         if missing:
             raise InvalidArgumentError(f"{where} has no {', '.join(missing)} column")
         return _current(table)
-
-
-def _client(bucket: str, client: Any) -> Any:
-    return prepare_client(client) if client is not None else client_for(bucket)
 
 
 def _csv_table(data: bytes, columns: Sequence[str]) -> pa.Table:
@@ -232,7 +228,7 @@ def read_inventory(location: str | os.PathLike[str], *, client: Any = None) -> I
     Inventory manifest, NotSupportedError for a file format other than CSV, Parquet
     and ORC; S3 errors are translated."""
     bucket_name, key = _split(os.fspath(location))
-    bucket = S3Bucket(bucket_name, _client(bucket_name, client))
+    bucket = S3Bucket(bucket_name, client_for(bucket_name, client))
     try:
         data = json.loads(bucket.read(key))
     except ValueError as exc:
@@ -275,7 +271,7 @@ def latest_inventory(prefix: str, *, client: Any = None) -> str | None:
     bucket_name, key = _split(prefix)
     if not key.endswith("/"):
         raise InvalidArgumentError(f"{prefix} is not a prefix (end it with '/')")
-    bucket = S3Bucket(bucket_name, _client(bucket_name, client))
+    bucket = S3Bucket(bucket_name, client_for(bucket_name, client))
     found = [
         item.key
         for page in bucket.list_pages(key)

@@ -123,11 +123,17 @@ def digest_order(raw: np.ndarray) -> np.ndarray:
     """The indices that sort ``raw`` (a :data:`DIGEST_DTYPE` array) by digest, stably.
 
     Sorted by the first 64-bit word alone (fast), unless two digests share it."""
-    words = _as_digest_array(raw).view(_WORDS).reshape(-1, 4)
-    order = np.argsort(words[:, 0].astype(np.uint64), kind="stable")
-    first = words[order, 0]
-    if len(first) > 1 and (first[1:] == first[:-1]).any():
-        order = np.lexsort(words.T[::-1].astype(np.uint64))  # stable, all four words
+    return _word_order(_as_digest_array(raw).view(_WORDS).reshape(-1, 4).T)
+
+
+def _word_order(words: np.ndarray) -> np.ndarray:
+    """The stable order of the columns of ``words`` (4, n: four 64-bit words each),
+    lexicographically: by the first word alone, unless two columns share it."""
+    first = np.asarray(words[0], dtype=np.uint64)
+    order = np.argsort(first, kind="stable")
+    ordered = first[order]
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        order = np.lexsort(np.asarray(words, dtype=np.uint64)[::-1])  # stable, all four
     return order
 
 
@@ -233,8 +239,8 @@ class ExactLiveset:
             arr = _as_digest_array(block)
             if not len(arr):
                 continue
-            joined = arr if last is None else np.concatenate([last, arr[:1]])
-            if not (is_sorted(arr) and is_sorted(joined)):
+            seam_sorted = last is None or is_sorted(np.concatenate([last, arr[:1]]))
+            if not (seam_sorted and is_sorted(arr)):
                 raise InvalidArgumentError("digests said to be sorted are out of order")
             block_words = arr.view(_WORDS).reshape(-1, 4)
             keep = np.ones(len(arr), dtype=np.bool_)
@@ -354,11 +360,7 @@ def _sorted_unique(words: np.ndarray) -> np.ndarray:
     """``words`` (4, n) with columns sorted lexicographically and duplicates dropped."""
     if words.shape[1] == 0:
         return words
-    order = np.argsort(words[0], kind="stable")
-    first = words[0][order]
-    if (first[1:] == first[:-1]).any():  # first words tie: sort by all four
-        order = np.lexsort(words[::-1])
-    words = words[:, order]
+    words = words[:, _word_order(words)]
     keep = np.empty(words.shape[1], dtype=np.bool_)
     keep[0] = True
     np.any(words[:, 1:] != words[:, :-1], axis=0, out=keep[1:])

@@ -58,7 +58,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ._bucket import S3Bucket
-from ._client import client_for, prepare_client
+from ._client import client_for
 from ._digest import Digest
 from ._errors import (
     ConflictError,
@@ -69,7 +69,7 @@ from ._errors import (
 )
 from ._names import RESERVED_AREAS, check_bucket, reserved_area_of
 from ._rowgroups import Group, index_metadata, read_index
-from ._sortedruns import digests_of, sorted_batches
+from ._sortedruns import digest_column, digests_of, joined, sorted_batches
 from .liveset import DIGEST_DTYPE, in_spans, is_sorted
 
 __all__ = [
@@ -285,15 +285,6 @@ def check_manifest_location(dest: str | os.PathLike[str] | _Location) -> None:
         )
 
 
-def _client_of(loc: _Location, client: Any) -> Any:
-    """``client`` (prepared for s3repo) if given, else the one the registry has for the
-    bucket of ``loc``."""
-    if client is not None:
-        return prepare_client(client)
-    assert loc.bucket is not None
-    return client_for(loc.bucket)
-
-
 def _remove(path: str) -> None:
     with suppress(FileNotFoundError):
         os.remove(path)
@@ -311,7 +302,7 @@ def _local_copy(loc: _Location, tmpdir: str | None = None, client: Any = None) -
     os.close(fd)
     try:
         assert loc.bucket is not None
-        S3Bucket(loc.bucket, _client_of(loc, client)).download_file(loc.path, tmp)
+        S3Bucket(loc.bucket, client_for(loc.bucket, client)).download_file(loc.path, tmp)
         yield tmp
     finally:
         _remove(tmp)
@@ -394,7 +385,7 @@ def _opened(loc: _Location, client: Any = None, pinned: str | None = None) -> It
         raise InvalidArgumentError(f"{loc} names a prefix, not a manifest")
     assert loc.bucket is not None
     try:
-        remote = _RemoteFile(S3Bucket(loc.bucket, _client_of(loc, client)), loc.path, pinned)
+        remote = _RemoteFile(S3Bucket(loc.bucket, client_for(loc.bucket, client)), loc.path, pinned)
     except RepositoryError as exc:
         raise _changed(loc) if _precondition_failed(exc) else exc from exc
     try:
@@ -456,7 +447,7 @@ def _list_dir(loc: _Location) -> list[_Location]:
 
 def _list_s3(loc: _Location, client: Any = None) -> list[_Location]:
     assert loc.bucket is not None
-    bucket = S3Bucket(loc.bucket, _client_of(loc, client))
+    bucket = S3Bucket(loc.bucket, client_for(loc.bucket, client))
     keys = [
         item.key
         for page in bucket.list_pages(loc.path)
@@ -496,9 +487,7 @@ def _row_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
     sources: list[str] = []
 
     def batch() -> pa.RecordBatch:
-        digests = pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(32), len(raws), [None, pa.py_buffer(b"".join(raws))]
-        )
+        digests = digest_column(b"".join(raws), len(raws))
         made = pa.record_batch(
             [digests, pa.array(sizes, pa.int64()), pa.array(sources, pa.string())],
             schema=MANIFEST_SCHEMA,
@@ -530,10 +519,10 @@ def _regrouped(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Reco
             held += take
             batch = batch.slice(take)
             if held == size:
-                yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                yield joined(pending)
                 pending, held = [], 0
     if held:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        yield joined(pending)
 
 
 def _write_parquet(path: str, rows: Iterable[Any], metadata: dict[bytes, bytes]) -> int:
@@ -629,7 +618,7 @@ def write_manifest(
         count = _write_parquet(tmp, rows, metadata)
         if loc.is_s3:
             assert loc.bucket is not None
-            bucket = S3Bucket(loc.bucket, _client_of(loc, client))
+            bucket = S3Bucket(loc.bucket, client_for(loc.bucket, client))
             bucket.upload_file(tmp, loc.path, "application/vnd.apache.parquet")
         else:
             os.replace(tmp, loc.path)
@@ -660,7 +649,7 @@ def remove_manifest(location: str | os.PathLike[str], *, client: Any = None) -> 
             raise InvalidArgumentError(f"{loc} names a prefix; a manifest needs a key")
         check_manifest_location(loc)
         assert loc.bucket is not None
-        S3Bucket(loc.bucket, _client_of(loc, client)).delete(loc.path)
+        S3Bucket(loc.bucket, client_for(loc.bucket, client)).delete(loc.path)
     else:
         _remove(loc.path)
 
@@ -878,12 +867,10 @@ class _Reader:
                     row,
                     f"row group {number} holds {table.num_rows} rows, its footer says {expected}",
                 )
-            found = {name: _decoded(table.column(name).combine_chunks()) for name in columns}
-            for name, col in found.items():
-                if col.null_count:
-                    raise self._bad(row + _first(col.is_null()), f"{name} is null")
-            self._check_sizes(found["size"], row)
-            digests = _digest_array(self._check_digests(found["digest"], row))
+            found: dict[str, pa.Array[Any]] = {
+                name: _decoded(table.column(name).combine_chunks()) for name in columns
+            }
+            digests = _digest_array(self._checked(found, row)[0])
             if (
                 group is not None
                 and len(digests)
@@ -901,18 +888,26 @@ class _Reader:
 
     def _check(self, batch: pa.RecordBatch, row: int) -> pa.RecordBatch:
         n = batch.num_rows
-        columns = {name: _decoded(batch.column(name)) for name in self._columns}
-        for name, col in columns.items():
-            if col.null_count:
-                raise self._bad(row + _first(col.is_null()), f"{name} is null")
-        digests = self._check_digests(columns["digest"], row)
-        sizes = self._check_sizes(columns["size"], row)
+        columns: dict[str, pa.Array[Any]] = {
+            name: _decoded(batch.column(name)) for name in self._columns
+        }
+        digests, sizes = self._checked(columns, row)
         source = columns.get("source")
         if source is None:
             source = pa.array([""] * n, pa.string())
         elif source.type != pa.string():
             source = source.cast(pa.string())
         return pa.record_batch([digests, sizes, source], schema=MANIFEST_SCHEMA)
+
+    def _checked(
+        self, columns: Mapping[str, pa.Array[Any]], row: int
+    ) -> tuple[pa.Array[Any], pa.Array[Any]]:
+        """The digest and size columns of ``columns`` (rows from ``row``), checked: no
+        null in any column, digests as ``fixed_size_binary(32)``, sizes as int64."""
+        for name, col in columns.items():
+            if col.null_count:
+                raise self._bad(row + _first(col.is_null()), f"{name} is null")
+        return self._check_digests(columns["digest"], row), self._check_sizes(columns["size"], row)
 
     def _check_digests(self, col: pa.Array[Any], row: int) -> pa.Array[Any]:
         if col.type == pa.binary(32):
@@ -935,9 +930,7 @@ class _Reader:
                 )
             nibbles = _HEX_VALUES[_values(col, _DIGEST_TEXT_LENGTH)[:, len("sha256:") :]]
             raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
-        return pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(32), len(col), [None, pa.py_buffer(np.ascontiguousarray(raw).tobytes())]
-        )
+        return digest_column(np.ascontiguousarray(raw).tobytes(), len(col))
 
     def _check_sizes(self, col: pa.Array[Any], row: int) -> pa.Array[Any]:
         values = col.to_numpy()
