@@ -5,11 +5,12 @@ import time
 from pathlib import Path
 
 from dagster import Config, MetadataValue, OpExecutionContext, Out, Output, op
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from s3repo_core import Digest, File, stat_many
 
 from .errors import repository_step
+from .launch_checks import digest_text
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
@@ -20,9 +21,28 @@ class FetchConfig(Config):
     digest: str = Field(description="The object's digest: sha256:<64 lowercase hex>.")
     dest: str = Field(description="The local path to write; replaced only once verified.")
 
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, digest: str) -> str:
+        return digest_text(digest)
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, dest: str) -> str:
+        if not dest.strip():
+            raise ValueError("give the local path to write the object to")
+        return dest
+
 
 class StatConfig(Config):
     digests: list[str] = Field(description="The digests to look up.")
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, digests: list[str]) -> list[str]:
+        if not digests:
+            raise ValueError("give at least one digest to look up")
+        return [digest_text(text) for text in digests]
 
 
 @op(

@@ -3,11 +3,21 @@ verify."""
 
 from __future__ import annotations
 
-from dagster import ExecutorDefinition, Field, JobDefinition, job, multi_or_in_process_executor
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import (
+    ExecutorDefinition,
+    Field,
+    JobDefinition,
+    graph,
+    multi_or_in_process_executor,
+)
 
 from s3repo_core import shard_names
 
 from .collection import (
+    CollectConfig,
     collect_shard,
     plan_collection,
     report_collection,
@@ -15,10 +25,11 @@ from .collection import (
     static_plan_collection,
     static_report_collection,
 )
-from .fetch import fetch, stat
-from .ingest import ingest
-from .manifests import write_manifest_op
-from .verification import plan_verification, report_verification, verify_shard
+from .fetch import FetchConfig, StatConfig, fetch, stat
+from .ingest import IngestConfig, ingest
+from .launch_checks import checked_job, op_config
+from .manifests import ManifestConfig, write_manifest_op
+from .verification import VerifyConfig, plan_verification, report_verification, verify_shard
 
 __all__ = [
     "collect_job",
@@ -32,24 +43,65 @@ __all__ = [
 ]
 
 
-@job(description="Put files or directories into the repository; optionally write their manifest.")
-def ingest_job() -> None:
+def paths_given(run_config: Mapping[str, Any]) -> str | None:
+    """ingest_job's ingest has no upstream bytes: its paths are all it can ingest."""
+    if not op_config(run_config, "ingest").get("paths"):
+        return "ops.ingest.config.paths: give at least one file or directory to ingest"
+    return None
+
+
+def digests_and_dest_given(run_config: Mapping[str, Any]) -> str | None:
+    """manifest_job's manifest has no upstream rows: it records the listed digests."""
+    config = op_config(run_config, "write_manifest")
+    if not config.get("digests"):
+        return "ops.write_manifest.config.digests: give at least one digest to record"
+    if not config.get("dest"):
+        return "ops.write_manifest.config.dest: give where to write the manifest"
+    return None
+
+
+@graph(name="ingest_job")
+def ingest_graph() -> None:
     write_manifest_op(ingest())
 
 
-@job(description="Write a liveset manifest of digests listed in config (each looked up first).")
-def manifest_job() -> None:
+@graph(name="manifest_job")
+def manifest_graph() -> None:
     write_manifest_op()
 
 
-@job(description="Download one object by digest to a local path, verified.")
-def fetch_job() -> None:
+@graph(name="fetch_job")
+def fetch_graph() -> None:
     fetch()
 
 
-@job(description="Look up objects by digest: present or not, and their sizes.")
-def stat_job() -> None:
+@graph(name="stat_job")
+def stat_graph() -> None:
     stat()
+
+
+ingest_job = checked_job(
+    ingest_graph,
+    description="Put files or directories into the repository; optionally write their manifest.",
+    configs={"ingest": IngestConfig, "write_manifest": ManifestConfig},
+    rules=[paths_given],
+)
+manifest_job = checked_job(
+    manifest_graph,
+    description="Write a liveset manifest of digests listed in config (each looked up first).",
+    configs={"write_manifest": ManifestConfig},
+    rules=[digests_and_dest_given],
+)
+fetch_job = checked_job(
+    fetch_graph,
+    description="Download one object by digest to a local path, verified.",
+    configs={"fetch": FetchConfig},
+)
+stat_job = checked_job(
+    stat_graph,
+    description="Look up objects by digest: present or not, and their sizes.",
+    configs={"stat": StatConfig},
+)
 
 
 #: Dagster's default executor, but in process unless the run config says
@@ -92,21 +144,33 @@ def make_collect_job(
         shard_ops = {s: static_collect_shard(s) for s in shard_names(fixed_shard_width)}
         report_op = static_report_collection(fixed_shard_width)
 
-        @job(name="collect_job", description=description, tags=tags, executor_def=executor)
+        @graph(name="collect_job")
         def fixed_collect_job() -> None:
             plan = plan_op()
             reports = {f"report_{shard}": step(plan) for shard, step in shard_ops.items()}
             report_op(plan=plan, **reports)
 
-        return fixed_collect_job
+        return checked_job(
+            fixed_collect_job,
+            description=description,
+            tags=tags,
+            executor_def=executor,
+            configs={plan_op.name: CollectConfig},
+        )
 
-    @job(description=description, tags=tags, executor_def=executor)
+    @graph
     def collect_job() -> None:
         plan, shards = plan_collection()
         reports = shards.map(lambda shard: collect_shard(shard, plan))
         report_collection(plan, reports.collect())
 
-    return collect_job
+    return checked_job(
+        collect_job,
+        description=description,
+        tags=tags,
+        executor_def=executor,
+        configs={"plan_collection": CollectConfig},
+    )
 
 
 collect_job = make_collect_job()
@@ -115,20 +179,22 @@ collect_job = make_collect_job()
 def make_verify_job(executor: ExecutorDefinition | None = in_process_by_default) -> JobDefinition:
     """verify_job, on ``executor`` (None: the code location's), as ``make_collect_job``."""
 
-    @job(
+    @graph
+    def verify_job() -> None:
+        plan, shards = plan_verification()
+        reports = shards.map(lambda shard: verify_shard(shard, plan))
+        report_verification(reports.collect())
+
+    return checked_job(
+        verify_job,
         description="Re-hash stored objects (all, or a sample) and report corrupt ones; "
         "one verify step (shard_width: 0) or one per digest-prefix shard. Fails if an "
         "object is corrupt; with quarantine: true, moves such objects aside so that the "
         "next put of their bytes repairs them.",
         tags={"s3repo/kind": "verification"},
         executor_def=executor,
+        configs={"plan_verification": VerifyConfig},
     )
-    def verify_job() -> None:
-        plan, shards = plan_verification()
-        reports = shards.map(lambda shard: verify_shard(shard, plan))
-        report_verification(reports.collect())
-
-    return verify_job
 
 
 verify_job = make_verify_job()

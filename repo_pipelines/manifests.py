@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from dagster import Config, In, MetadataValue, OpExecutionContext, Out, Output, op
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from s3repo_core import Digest, InvalidArgumentError, ManifestRow, write_record_manifest
 
 from .errors import repository_step
+from .launch_checks import digest_text
 from .metadata import human_size, markdown_table
 from .resources import S3RepoResource
 
@@ -33,6 +34,11 @@ class ManifestConfig(Config):
         "manifest is written (the job only ingests).",
     )
     digests: list[str] = Field(default=[], description="More live digests, kept first.")
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, digests: list[str]) -> list[str]:
+        return [digest_text(text) for text in digests]
 
     source: str = Field(default="config", description="The source recorded for those digests.")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dagster import DagsterEventType, Definitions
+from dagster import DagsterEventType, DagsterInvalidConfigError, Definitions
 from test_pipelines import failure_text, metadata, resource_for, run
 
 from devkit.localserver import LocalS3
@@ -92,6 +92,12 @@ def test_a_sample_checks_fewer_objects(defs: Definitions, core: S3Repository) ->
 
 
 def test_bad_config_is_refused_before_any_step(defs: Definitions) -> None:
-    for config in ({"sample": 0}, {"sample": 1.5}, {"shard_width": 5}):
-        result = run(defs, "verify_job", {"plan_verification": {"config": config}})
-        assert not result.success
+    for config, field in (
+        ({"sample": 0}, "sample"),
+        ({"sample": 1.5}, "sample"),
+        ({"shard_width": 5}, "shard_width"),
+    ):
+        with pytest.raises(
+            DagsterInvalidConfigError, match=rf"ops\.plan_verification\.config\.{field}: "
+        ):
+            run(defs, "verify_job", {"plan_verification": {"config": config}})
