@@ -42,6 +42,7 @@ from dagster import (
     asset,
     materialize,
 )
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from repo_pipelines.collection import report_table
 from repo_pipelines.definitions import build_definitions
@@ -60,6 +61,10 @@ BUCKET = "s3repo-demo"
 #: after the demo in one process (the test session) must not collect the demo's.
 WEEK_BUCKET = "s3repo-week"
 PREFIX = "artifacts"
+#: workspace.yaml's code location ("repo_pipelines", the module) and its one repository
+#: (a Definitions is "__repository__"). The UI lists on a job's page the runs tagged with
+#: this label: the demo's runs, made in process, say it so that ``--ui`` shows them there.
+WORKSPACE_REPOSITORY = "__repository__@repo_pipelines"
 #: Shortened for the demo; the defaults are 24 h, 1 h and 60 s.
 GRACE, REFRESH_WINDOW, SETTLE = 5.0, 1.0, 1.0
 
@@ -129,6 +134,7 @@ class Demo:
             run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": level}}}},
             instance=self.instance,
             raise_on_error=False,
+            tags={REPOSITORY_LABEL_TAG: WORKSPACE_REPOSITORY},
         )
         if expect_success and not result.success:
             raise DemoFailure(f"{job} failed: {failure_message(result)}")

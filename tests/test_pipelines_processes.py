@@ -510,7 +510,9 @@ def test_webserver_launches_a_dry_run_collection(
 ) -> None:
     """The code location as people use it: loaded by the webserver from workspace.yaml and
     configured by S3REPO_*; a run launched through GraphQL collects (dry) and keeps all."""
-    from dagster_graphql import DagsterGraphQLClient
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    from devkit.pipelines_demo import Demo
 
     home = tmp_path / "dagster_home"
     write_dagster_yaml(home, RUN_COORDINATOR)
@@ -519,6 +521,11 @@ def test_webserver_launches_a_dry_run_collection(
     live, dead, _ = seed(moto_server, bucket, 6)  # default windows: all are recent
     write_live_manifest(bucket, live)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # A run the demo makes in process, into the same instance, as `demo --ui` does.
+    with DagsterInstance.from_config(str(home)) as instance:
+        demo = Demo(moto_server, instance, bucket=moto_server.create_bucket())
+        stored = demo.resource.repository().put(b"an object the demo looks up")
+        demo_run = demo.run("stat_job", {"stat": {"config": {"digests": [str(stored)]}}}).run_id
 
     with webserver(home, env) as port:
         data = graphql(
@@ -531,8 +538,25 @@ def test_webserver_launches_a_dry_run_collection(
         location, repository = nodes[0]["location"]["name"], nodes[0]["name"]
         assert (location, repository) == ("repo_pipelines", "__repository__")
         assert "collect_job" in {j["name"] for j in nodes[0]["jobs"]}
+        # The demo's run is on stat_job's page, which lists the runs of the job's code
+        # location only.
+        job_page = graphql(
+            port,
+            '{ pipelineOrError(params: {pipelineName: "stat_job", repositoryName: '
+            f'"{repository}", repositoryLocationName: "{location}"}}) '
+            "{ ... on Pipeline { runs { runId } } } }",
+        )
+        assert [run["runId"] for run in job_page["pipelineOrError"]["runs"]] == [demo_run]
 
         client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60)
+        # Config that the step would refuse is refused at launch: no run is made.
+        with pytest.raises(DagsterGraphQLClientError, match=r"ops\.ingest\.config\.paths"):
+            client.submit_job_execution(
+                "ingest_job",
+                repository_location_name=location,
+                repository_name=repository,
+                run_config={"ops": {"ingest": {"config": {"paths": []}}}},
+            )
         run_id = client.submit_job_execution(
             "collect_job",
             repository_location_name=location,
@@ -550,6 +574,7 @@ def test_webserver_launches_a_dry_run_collection(
     with DagsterInstance.from_config(str(home)) as instance:
         entries = records(instance, run_id)
         report_duration("collect_job (dry run) launched from the UI", instance, run_id)
+        assert {run.run_id for run in instance.get_runs()} == {demo_run, run_id}
     assert status == DagsterRunStatus.SUCCESS, failure_texts(entries)
     # The launchpad's default for collect_job: its steps in the run's own process.
     assert any("Executing steps in process" in e.user_message for e in entries)
