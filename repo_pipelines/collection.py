@@ -2,7 +2,9 @@
 
 The plan step first applies retention: if the job's IO manager is an
 ``S3RepoIOManager`` that writes record manifests, the records its policy no longer
-keeps are retired (``s3repo_core.retention``; a dry run only lists them). It then
+keeps are retired (``s3repo_core.retention``; a dry run only lists them) and, if the
+IO manager says ``compacted``, the kept ones are copied into one sorted snapshot that
+stands for them (``s3repo_core.compaction.copy_records``). It then
 calls the core's ``plan_collection``, which reads the footer of every configured
 manifest and of the IO manager's records (failing closed on any bad one), pins each to
 the version it read and fixes the threshold. The plan holds no liveset: each shard step
@@ -51,9 +53,11 @@ from s3repo_core import (
     CollectReport,
     Inventory,
     PlannedCollection,
+    RecordsCopy,
     RetentionDecision,
     S3Repository,
     apply_retention,
+    copy_records,
     decide_retention,
     read_manifest_infos,
     shard_names,
@@ -182,21 +186,41 @@ def make_plan(
             "objects; leave it unset or make it longer",
         )
     decision: RetentionDecision | None = None
+    copied: RecordsCopy | None = None
     records: list[str] = []
     iom = io_manager if isinstance(io_manager, S3RepoIOManager) else None
     if iom is not None and iom.manifests is not None:
         with repository_step(f"applying retention to the records under {iom.manifests}"):
+            listed_at = repo.server_now()
             decision = decide(context, iom, repo, repository.client())
             context.log.info(
                 f"retention: {decision.summary()}"
                 + (" (dry run: none retired)" if config.dry_run else "")
             )
+            kept = [judged.record.location for judged in decision.kept]
             if config.dry_run:
                 # What the collection would do once they are gone: plan without them.
-                records = [judged.record.location for judged in decision.kept]
-            else:
+                records = kept
+            elif iom.compacted is None:
                 apply_retention(decision, client=repository.client())
                 records = [iom.manifests]  # listed again: records written meanwhile count
+            else:
+                apply_retention(decision, client=repository.client())
+                # Copied after retention, so that no retired record stays live in it.
+                copied = copy_records(
+                    kept,
+                    iom.manifests,
+                    iom.compacted,
+                    listed_at=listed_at,
+                    grace=repo.grace,
+                    client=repository.client(),
+                )
+                records = copied.locations
+                context.log.info(
+                    f"{len(kept)} kept records copied into "
+                    f"{copied.copy.location if copied.copy else '(none: no record kept)'}; "
+                    f"{len(copied.recent)} recent records read as they are"
+                )
     with repository_step("reading the liveset manifests"):
         planned = plan_from_manifests(
             repo,
@@ -235,6 +259,9 @@ def make_plan(
         metadata["inventory begun"] = inventory.created_at.isoformat()
     if decision is not None:
         metadata.update(retention_metadata(decision, config.dry_run))
+    if copied is not None:
+        metadata["records copied into"] = copied.copy.location if copied.copy else "(none)"
+        metadata["records read as they are"] = len(copied.recent)
     return Output(plan, "plan", metadata=metadata)
 
 

@@ -37,7 +37,7 @@ from dagster import (
     InputContext,
     OutputContext,
 )
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from s3repo_core import (
     Digest,
@@ -122,6 +122,15 @@ class S3RepoIOManager(ConfigurableIOManager):
         "manager as its own, retires the records the policy no longer keeps and reads the "
         "rest. Unset: no records, and nothing keeps outputs live but the manifests you write.",
     )
+    compacted: str | None = Field(
+        default=None,
+        description="Where collect_job keeps a compacted copy of the records: a local "
+        "directory or s3://bucket/prefix/ outside manifests. Set it when records are "
+        "many: each collection, after retention, copies the kept records into one sorted "
+        "snapshot there and reads it, plus the records written within the grace before "
+        "that, instead of every record in every shard step. Unset: records are read as "
+        "they are.",
+    )
     keep_last: int = Field(
         default=3,
         description="Materializations kept per asset and partition (at least 1: the "
@@ -156,6 +165,28 @@ class S3RepoIOManager(ConfigurableIOManager):
             except RepositoryError as error:
                 raise ValueError(str(error)) from None
         return manifests
+
+    @field_validator("compacted")
+    @classmethod
+    def _a_folder_of_its_own(cls, compacted: str | None, info: ValidationInfo) -> str | None:
+        if compacted is None:
+            return None
+        if not compacted.endswith("/"):
+            raise ValueError("compacted is a folder: end it with '/'")
+        try:
+            check_manifest_location(compacted)
+        except RepositoryError as error:
+            raise ValueError(str(error)) from None
+        manifests = info.data.get("manifests")
+        if manifests is None:
+            raise ValueError("compacted is a copy of the records: set manifests too")
+        folder = manifests if manifests.endswith("/") else manifests + "/"
+        if compacted.startswith(folder) or folder.startswith(compacted):
+            raise ValueError(
+                f"compacted ({compacted}) and manifests ({manifests}) may not hold one "
+                "another: the copy is not a record"
+            )
+        return compacted
 
     def retention_policy(self) -> RetentionPolicy:
         """The policy of assets that set none in their metadata, and of op outputs."""

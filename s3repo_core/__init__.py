@@ -42,7 +42,14 @@ if TYPE_CHECKING:
     from ._stat import stat_many
     from ._tree import Tree, TreeEntry
     from ._verify import VerifyReport
-    from .compaction import compact_manifests, merge_manifests
+    from .compaction import (
+        RecordsCopy,
+        compact_manifests,
+        compact_records,
+        copy_records,
+        merge_manifests,
+        records_modified_since,
+    )
     from .inventory import Inventory, find_inventory, latest_inventory, read_inventory
     from .liveset import BloomLiveset, ExactLiveset, Liveset
     from .manifest import (
@@ -77,6 +84,7 @@ _LAZY: dict[str, str] = {
     "PickleRefusedError": ".values",
     "PlannedCollection": "._planning",
     "Repository": "._repository",
+    "RecordsCopy": ".compaction",
     "RetentionDecision": ".retention",
     "RetentionPolicy": ".retention",
     "S3Repository": "._s3repository",
@@ -88,6 +96,8 @@ _LAZY: dict[str, str] = {
     "VerifyReport": "._verify",
     "apply_retention": ".retention",
     "compact_manifests": ".compaction",
+    "compact_records": ".compaction",
+    "copy_records": ".compaction",
     "find_inventory": ".inventory",
     "latest_inventory": ".inventory",
     "decide_retention": ".retention",
@@ -96,6 +106,7 @@ _LAZY: dict[str, str] = {
     "make_client": "._client",
     "manifests_naming": ".manifest",
     "merge_manifests": ".compaction",
+    "records_modified_since": ".compaction",
     "plan_collection": "._planning",
     "suggested_shard_width": "._planning",
     "read_liveset": "._liveset_slices",
@@ -132,6 +143,7 @@ __all__ = [
     "PermissionDeniedError",
     "PickleRefusedError",
     "PlannedCollection",
+    "RecordsCopy",
     "Repository",
     "RepositoryError",
     "RetentionDecision",
@@ -146,6 +158,8 @@ __all__ = [
     "VerifyReport",
     "apply_retention",
     "compact_manifests",
+    "compact_records",
+    "copy_records",
     "decide_retention",
     "dial",
     "digest_shards",
@@ -161,6 +175,7 @@ __all__ = [
     "read_liveset_with_info",
     "read_manifest",
     "read_manifest_infos",
+    "records_modified_since",
     "register_scheme",
     "set_client",
     "shard_names",

@@ -38,7 +38,7 @@ from .manifest import (
     LivesetInfo,
     ManifestInfo,
     _expand,
-    _info,
+    _footers,
     _Location,
     _opened,
     _Reader,
@@ -89,10 +89,7 @@ def read_footers(
     if isinstance(records, str | os.PathLike):
         records = [records]
     locations = _expand(srcs, client) + _expand(records, client, allow_empty=True)
-    read: list[ManifestInfo] = []
-    for loc in locations:
-        with _opened(loc, client) as reader:
-            read.append(_info(reader))
+    read = _footers(locations, client)
     return LivesetInfo(
         manifests=tuple(str(loc) for loc in locations),
         num_rows=sum(info.num_rows for info in read),

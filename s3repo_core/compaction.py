@@ -18,14 +18,27 @@ Each distinct digest is written once, as its first input names it. Neither remov
 its inputs: a caller that does so once the result is written replaces many files with
 one and keeps every object live (records written while the inputs were read are not
 among them, so must not be removed).
+
+Records are the source of truth for retention, which decides on each of them, so an
+IO manager's records are never replaced. :func:`compact_records` makes a *copy* of the
+ones retention kept, for collection to read instead of each of them: a snapshot
+stamped when their listing began (so its time bounds the threshold, as any
+snapshot's), labelled with that time. A record the listing may have missed (a PUT in
+flight as it passed) or written since is not in the copy:
+:func:`records_modified_since` finds those by their Last-Modified, from the grace
+before the listing on, and they are read as they are. A copy is made again after
+each retention, so that a retired record's objects do not stay live inside it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from ._errors import InvalidArgumentError
 from .manifest import (
@@ -34,11 +47,31 @@ from .manifest import (
     ManifestKind,
     ManifestRow,
     _expand,
+    _expand_modified,
     read_manifest,
+    remove_manifest,
     write_manifest,
 )
 
-__all__ = ["compact_manifests", "merge_manifests"]
+__all__ = [
+    "RECORDS_LISTED_AT",
+    "RecordsCopy",
+    "compact_manifests",
+    "compact_records",
+    "copy_records",
+    "merge_manifests",
+    "records_modified_since",
+]
+
+#: The label of a compacted copy of records: when the listing of the records it holds
+#: began, by the store's clock (ISO 8601).
+RECORDS_LISTED_AT = "s3repo.records-listed-at"
+#: Records read at a time while a copy is made: they are small, so their latency, not
+#: their bytes, is what a compaction of many waits on.
+READ_AHEAD = 16
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -102,6 +135,124 @@ def compact_manifests(
         kind="snapshot",
         client=client,
     )
+
+
+def compact_records(
+    records: Iterable[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    listed_at: datetime,
+    created_by: str = "s3repo compact-records",
+    client: Any = None,
+) -> ManifestInfo:
+    """Write at ``dest`` one snapshot of every digest ``records`` (record manifests,
+    each a file or ``s3://`` key) name, stamped ``listed_at``: when the listing that
+    found them began, by the store's clock. See the module docstring for how a
+    collection reads it, with :func:`records_modified_since`.
+
+    The records are read :data:`READ_AHEAD` at a time, in order; their rows are sorted
+    by digest in bounded memory as the copy is written (a digest named by several
+    records is written once per record). InvalidArgumentError if an input is not a
+    record, and whatever reading one raises; nothing is written then."""
+    when = listed_at.astimezone(UTC)
+
+    def rows() -> Iterator[ManifestRow]:
+        for manifest in _in_order(lambda loc: read_manifest(loc, client=client), records):
+            if manifest.kind != "record":
+                raise InvalidArgumentError(
+                    f"{manifest.location} is a {manifest.kind}, not a record: only records "
+                    "are copied (compact_manifests restates snapshots)"
+                )
+            yield from manifest
+
+    return write_manifest(
+        dest,
+        rows(),
+        created_by=created_by,
+        created_at=when,
+        kind="snapshot",
+        labels={RECORDS_LISTED_AT: when.isoformat()},
+        client=client,
+    )
+
+
+def records_modified_since(srcs: Sources, since: datetime, *, client: Any = None) -> list[str]:
+    """The manifests under ``srcs`` (as :func:`~s3repo_core.read_liveset` takes them; a
+    folder with none gives none) last modified at or after ``since``: by S3's
+    Last-Modified, or a file's mtime. One listing, no manifest read."""
+    return [str(loc) for loc, modified in _expand_modified(srcs, client) if modified >= since]
+
+
+@dataclass(frozen=True)
+class RecordsCopy:
+    """What a collection reads of the records once they are copied (see
+    :func:`copy_records`)."""
+
+    #: The copy of the kept records, or None if retention kept none.
+    copy: ManifestInfo | None
+    #: Records modified within the grace before the listing, or since: read as they are.
+    recent: tuple[str, ...]
+    #: Earlier copies removed.
+    removed: int
+
+    @property
+    def locations(self) -> list[str]:
+        """The manifests that stand for the records in a collection's liveset."""
+        return ([self.copy.location] if self.copy is not None else []) + list(self.recent)
+
+
+def copy_records(
+    kept: Sequence[str],
+    records: str,
+    folder: str,
+    *,
+    listed_at: datetime,
+    grace: timedelta,
+    client: Any = None,
+) -> RecordsCopy:
+    """After retention: copy the records it ``kept`` (found by a listing of ``records``
+    that began at ``listed_at``) into one snapshot in ``folder``, find the records
+    modified from ``grace`` before ``listed_at`` on, and remove the earlier copies.
+
+    The new copy is written before any earlier one is removed, so that a crash between
+    leaves two (the next call removes both); a collection planned against an earlier
+    copy that is then removed fails closed (NotExistError) and deletes nothing. The
+    grace bounds how long a record's PUT may have been in flight as the listing passed
+    it, as it bounds every write the repository protects."""
+    if not folder.endswith(("/", os.sep)):
+        raise InvalidArgumentError(f"the copies' folder {folder!r} must end with '/'")
+    if not folder.startswith("s3://"):
+        os.makedirs(folder, exist_ok=True)
+    earlier = [str(loc) for loc, _ in _expand_modified(folder, client)]
+    copy = None
+    if kept:
+        stamp = f"{listed_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+        copy = compact_records(
+            kept, f"{folder}records-{stamp}.parquet", listed_at=listed_at, client=client
+        )
+    recent = records_modified_since(records, listed_at - grace, client=client)
+    removed = 0
+    for location in earlier:
+        if copy is None or location != copy.location:
+            remove_manifest(location, client=client)
+            removed += 1
+    return RecordsCopy(copy, tuple(recent), removed)
+
+
+def _in_order(read: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``read`` of each item, in order, with up to READ_AHEAD reads in flight."""
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="s3repo-compact") as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(read, item))
+                if len(pending) >= READ_AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _read_all(srcs: Sources, client: Any, what: str) -> list[Manifest]:

@@ -46,6 +46,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -435,6 +436,37 @@ def _expand(
         found.extend(files)
     if not found and not allow_empty:
         raise InvalidArgumentError("read_liveset needs at least one manifest")
+    return found
+
+
+def _expand_modified(
+    srcs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], client: Any = None
+) -> list[tuple[_Location, datetime]]:
+    """The manifest files under ``srcs`` (folders that hold none give none), each with
+    when it was last modified: S3's Last-Modified from the listing, a file's mtime."""
+    if isinstance(srcs, str | os.PathLike):
+        srcs = [srcs]
+    found: list[tuple[_Location, datetime]] = []
+    for src in srcs:
+        loc = _Location.parse(src)
+        if loc.is_s3:
+            assert loc.bucket is not None
+            bucket = S3Bucket(loc.bucket, client_for(loc.bucket, client))
+            folder = not loc.path or loc.path.endswith("/")
+            found.extend(
+                (_Location(loc.bucket, item.key), item.modified)
+                for page in bucket.list_pages(loc.path)
+                for item in page.items
+                if (item.key.endswith(".parquet") if folder else item.key == loc.path)
+            )
+        else:
+            files = _list_dir(loc) if os.path.isdir(loc.path) else [loc]
+            for file in files:
+                try:
+                    mtime = os.stat(file.path).st_mtime
+                except FileNotFoundError:
+                    raise NotExistError(f"manifest {file} does not exist") from None
+                found.append((file, datetime.fromtimestamp(mtime, UTC)))
     return found
 
 
@@ -995,12 +1027,25 @@ def read_manifest_infos(
     without validating its rows: what retention decides on. Locations as
     :func:`read_liveset_with_info` takes them; a directory or prefix that holds no
     manifest gives none here (nothing to retire), a missing file NotExistError."""
-    found = _expand(srcs, client, allow_empty=True)
-    infos = []
-    for loc in found:
+    return _footers(_expand(srcs, client, allow_empty=True), client)
+
+
+#: Footers read at a time: a retention or a plan reads one per manifest, and many
+#: small records wait on latency, not bytes.
+FOOTER_READS = 16
+
+
+def _footers(locations: list[_Location], client: Any) -> list[ManifestInfo]:
+    """The info of each manifest at ``locations``, in order, FOOTER_READS at a time."""
+
+    def footer(loc: _Location) -> ManifestInfo:
         with _opened(loc, client) as reader:
-            infos.append(_info(reader))
-    return infos
+            return _info(reader)
+
+    if len(locations) <= 1:
+        return [footer(loc) for loc in locations]
+    with ThreadPoolExecutor(FOOTER_READS, thread_name_prefix="s3repo-footers") as pool:
+        return list(pool.map(footer, locations))
 
 
 def manifests_naming(

@@ -216,6 +216,60 @@ def test_retention_retires_the_oldest_and_collection_deletes_only_what_they_alon
     assert list(records.glob(f"runs/{real.run_id}/*.parquet"))
 
 
+def test_a_copy_of_the_kept_records_stands_for_them_and_is_made_again_after_retention(
+    resource: S3RepoResource,
+    core: S3Repository,
+    instance: DagsterInstance,
+    moto_server: LocalS3,
+    tmp_path: Path,
+) -> None:
+    """With ``compacted`` set, each collection copies the records retention kept into one
+    sorted snapshot and its shard steps read that, not every record; made after
+    retention, the copy never keeps a retired record's objects live."""
+    version = {"n": 0}
+
+    @asset(metadata={"s3repo/keep_last": 2, "s3repo/keep_within_days": 0})
+    def model() -> bytes:
+        return f"weights v{version['n']}".encode()
+
+    records, copies = tmp_path / "records", f"{tmp_path / 'copies'}/"
+    manager = S3RepoIOManager(
+        repository=resource, manifests=str(records), compacted=copies, keep_within_days=0
+    )
+    defs = build_definitions(resource, io_manager=manager, assets=[model])
+    snapshot = tmp_path / "ingested.parquet"
+    weights = [Digest.of(f"weights v{n}".encode()) for n in range(6)]
+
+    def materialize_and_collect(versions: range) -> Any:
+        for n in versions:
+            version["n"] = n
+            materialize([model], instance=instance, resources={"io_manager": manager})
+        moto_server.let_time_pass(GRACE + 5)  # every record and object is past the grace
+        write_manifest(snapshot, [], created_at=core.server_now())
+        return collect(defs, instance, [str(snapshot)], dry_run=False)
+
+    first = materialize_and_collect(range(4))
+    planned = step_metadata(first, "plan_collection")
+    assert planned["records retired"] == 2
+    (copy,) = Path(copies).iterdir()
+    assert planned["records copied into"] == str(copy)
+    # The plan reads the snapshot and the copy; no record is read as it is (every one
+    # was written well before the grace ahead of the listing, by moto's moved clock).
+    assert planned["records read as they are"] == 0
+    assert planned["manifests"].splitlines() == [f"- `{snapshot}`", f"- `{copy}`"]
+    held = read_manifest(copy)
+    assert held.kind == "snapshot"
+    assert {weights[2], weights[3]} <= {r.digest for r in held}
+    assert [present(core, d) for d in weights[:4]] == [False, False, True, True]
+
+    # Two more: v2 and v3 retire. The first copy named them; the new one does not.
+    second = materialize_and_collect(range(4, 6))
+    assert step_metadata(second, "plan_collection")["records retired"] >= 2
+    (new_copy,) = Path(copies).iterdir()
+    assert new_copy != copy
+    assert [present(core, d) for d in weights] == [False] * 4 + [True, True]
+
+
 # -- asset checks ----------------------------------------------------------------------------
 
 
