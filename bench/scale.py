@@ -188,8 +188,8 @@ def report(results: list[dict[str, Any]], objects: int, latency: float, parallel
         f"{latency * 1000:.0f} ms per request",
         "",
         "| shards | plan: time, peak RSS | shard step: peak RSS (max), liveset | keys | "
-        "wall time | keys/s per worker | requests |",
-        "|---|---|---|---:|---:|---:|---|",
+        "wall time | keys/s per worker | SlowDowns | requests |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
         steps = r["steps"]
@@ -202,7 +202,7 @@ def report(results: list[dict[str, Any]], objects: int, latency: float, parallel
             f"{_mib(r['plan']['peak_rss'])} | {_mib(worst['peak_rss'])} "
             f"({_mib(worst['peak_rss'] - worst['base_rss'])} above its start), "
             f"{_mib(worst['liveset_bytes'])} | {keys:,} | {r['wall']:.0f} s | "
-            f"{keys / busy:,.0f} | {r['requests']} |"
+            f"{keys / busy:,.0f} | {sum(s['throttled'] for s in steps):,} | {r['requests']} |"
         )
     return "\n".join(lines) + "\n"
 
