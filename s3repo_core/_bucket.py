@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ._client import client_for, long_client
+from ._client import client_for, lean_put, long_client
 from ._errors import (
     IntegrityError,
     NotExistError,
@@ -27,8 +27,9 @@ from ._errors import (
     RepositoryError,
     UnavailableError,
 )
+from ._leanput import AttemptFailed, LeanPut, learning
 from ._listparse import fast_listing
-from ._options import StoreOptions, expect_owner
+from ._options import StoreOptions, expect_owner, expected_owner
 from ._store import DeleteOutcomeUnknown, DeleteThrottled, ObjectInfo, Page, PendingUpload, Stat
 from ._translate import translated
 
@@ -344,8 +345,59 @@ class S3Bucket:
         ``sha256`` is the hex SHA-256 ``data`` must have: IntegrityError, and nothing
         sent, if it has another (see ``_check_payload``). A bytearray is sent as it is;
         botocore copies bytes twice more (see ``read_buffer``).
+
+        Through a client s3repo built, once botocore has sent one PutObject to the
+        bucket, the request is signed and sent directly (see ``_leanput``): the same
+        request at a third of the client CPU.
         """
         client = self.client
+        lean = lean_put(client)
+        args = {**self._write_args(metadata), **(checksums or {})}
+        try:
+            if lean is not None and lean.knows(self.name):
+                owner = expected_owner(client, self.name)
+                owned = {"ExpectedBucketOwner": owner} if owner else {}
+                headers = lean.headers({**args, **owned})
+                if headers is not None:
+                    return self._put_lean(lean, key, data, headers, args, sha256)
+            if lean is None:
+                return self._put_botocore(client, key, data, args, sha256)
+            with learning(lean, self.name, key):
+                return self._put_botocore(client, key, data, args, sha256)
+        except IntegrityError as exc:
+            exc.key = exc.key or key
+            raise
+
+    def _put_lean(
+        self,
+        lean: LeanPut,
+        key: str,
+        data: bytes | bytearray,
+        headers: dict[str, str],
+        args: Mapping[str, Any],
+        sha256: str | None,
+    ) -> datetime:
+        crc32 = self.sends_checksums and not any(name.startswith("Checksum") for name in args)
+        with translated(self.where(key), key):
+            try:
+                response = lean.put(self.name, key, data, headers, sha256, crc32)
+            except AttemptFailed as failed:
+                lean.before_retry(failed)
+                retry = lean.retry_client()
+                owner = expected_owner(self.client, self.name)
+                if owner is not None:
+                    expect_owner(retry, self.name, owner)
+                return self._put_botocore(retry, key, data, args, None)
+        return server_time(response)
+
+    def _put_botocore(
+        self,
+        client: Any,
+        key: str,
+        data: bytes | bytearray,
+        args: Mapping[str, Any],
+        sha256: str | None,
+    ) -> datetime:
         if sha256 is not None:
             client.meta.events.register(
                 "before-send.s3.PutObject", _check_payload, unique_id="s3repo-payload-sha256"
@@ -353,16 +405,7 @@ class S3Bucket:
         _payload.expected = (sha256, data) if sha256 is not None else None
         try:
             with translated(self.where(key), key):
-                response = client.put_object(
-                    Bucket=self.name,
-                    Key=key,
-                    Body=data,
-                    **self._write_args(metadata),
-                    **(checksums or {}),
-                )
-        except IntegrityError as exc:
-            exc.key = exc.key or key
-            raise
+                response = client.put_object(Bucket=self.name, Key=key, Body=data, **args)
         finally:
             _payload.expected = None
         return server_time(response)

@@ -46,6 +46,7 @@ and import boto3 on their first call. Only the User-Agent differs (no ``Boto3/``
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import math
 import os
@@ -61,6 +62,7 @@ import botocore.session
 from botocore.config import Config
 
 from ._errors import InvalidArgumentError
+from ._leanput import LeanPut
 from ._translate import check_response, translated
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "check_endpoint_url",
     "client_for",
     "default_config",
+    "lean_put",
     "long_client",
     "make_client",
     "prepare_client",
@@ -107,6 +110,8 @@ _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 #: The companion of each client make_client built: (builder, the companion once built).
 _companions: weakref.WeakKeyDictionary[Any, _Companion] = weakref.WeakKeyDictionary()
+#: The direct PutObject of each client make_client built (see ``_leanput``).
+_lean: weakref.WeakKeyDictionary[Any, LeanPut] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +283,12 @@ def long_client(client: Any) -> Any:
     return companion.get() if companion is not None else client
 
 
+def lean_put(client: Any) -> LeanPut | None:
+    """How ``client`` sends PutObject without botocore's per-request work, if it is one
+    :func:`make_client` built; None for any other (its owner's hooks must see all)."""
+    return _lean.get(client)
+
+
 def make_client(
     *,
     endpoint_url: str | None = None,
@@ -328,13 +339,17 @@ def make_client(
             "creating-client-class.s3", _add_transfer_methods, unique_id="s3repo-transfers"
         )
 
-    def build(read_timeout: float) -> Any:
+    def build(read_timeout: float, retried: int = 0) -> Any:
+        """A client of these settings; ``retried``: attempts made already, elsewhere."""
+        attempts = settings.max_attempts - retried
         with translated("building an S3 client"):
             try:
                 client = session.create_client(
                     "s3",
                     endpoint_url=endpoint_url,
-                    config=settings.config(read_timeout=read_timeout),
+                    config=dataclasses.replace(settings, max_attempts=attempts).config(
+                        read_timeout=read_timeout
+                    ),
                 )
             except ValueError as exc:  # botocore: "Invalid endpoint: ..."
                 raise InvalidArgumentError(
@@ -344,12 +359,16 @@ def make_client(
                 ) from None
         prepare_client(client)
         if on_retry is not None:
-            _report_retries(client, on_retry, settings.max_attempts)
+            _report_retries(client, on_retry, settings.max_attempts, retried)
         return client
 
     client = build(settings.read_timeout)
     long_timeout = max(settings.read_timeout, long_read_timeout)
     _companions[client] = _Companion(lambda: build(long_timeout))
+    retrying = _Companion(lambda: build(settings.read_timeout, retried=1))
+    _lean[client] = LeanPut(
+        client, session.get_credentials, settings.max_attempts, retrying.get, on_retry
+    )
     return client
 
 
@@ -389,16 +408,19 @@ def _outcome(exception: Any, parsed: Any) -> str:
     return "the attempt failed"
 
 
-def _report_retries(client: Any, report: Callable[[str], None], attempts: int) -> None:
-    """Call ``report`` with one line before each retry that ``client`` makes."""
+def _report_retries(
+    client: Any, report: Callable[[str], None], attempts: int, retried: int = 0
+) -> None:
+    """Call ``report`` with one line before each retry that ``client`` makes, counting
+    ``retried`` attempts made before its first (which the maker of those reports)."""
 
     def remember(context: dict[str, Any], exception: Any = None, **kwargs: Any) -> None:
         context["s3repo-last-outcome"] = _outcome(exception, kwargs.get("parsed_response"))
 
     def announce(request: Any, operation_name: str, **_: Any) -> None:
         context = getattr(request, "context", None) or {}
-        attempt = context.get("retries", {}).get("attempt", 1)
-        if attempt > 1:
+        attempt = context.get("retries", {}).get("attempt", 1) + retried
+        if attempt > 1 + retried:
             why = context.get("s3repo-last-outcome", "the attempt failed")
             report(f"retrying {operation_name} (attempt {attempt} of {attempts}) after {why}")
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from ._errors import InvalidArgumentError, NotSupportedError
 
-__all__ = ["StoreOptions", "expect_owner"]
+__all__ = ["StoreOptions", "expect_owner", "expected_owner"]
 
 SSE_MODES = ("AES256", "aws:kms")
 _ACCOUNT = re.compile(r"[0-9]{12}")
@@ -172,6 +172,12 @@ def expect_owner(client: Any, bucket: str, owner: str) -> None:
             raise InvalidArgumentError(
                 f"bucket {bucket!r} is expected to be owned by {known[bucket]}, not {owner}"
             )
+
+
+def expected_owner(client: Any, bucket: str) -> str | None:
+    """The owner :func:`expect_owner` set for ``client`` and ``bucket``, if any."""
+    with _owners_lock:
+        return _owners.get(client, {}).get(bucket)
 
 
 def _add_owner(owners: dict[str, str], params: dict[str, Any], model: Any, **_: Any) -> None:
