@@ -64,6 +64,9 @@ class Case:
     # The sides that run another program (s3repo, python -c): only the server sees
     # their requests, and the worker's client counts none.
     out_of_process: tuple[str, ...] = ()
+    # The sides whose client is one s3repo built (``Env.built_client``): its direct
+    # PutObjects are out of client events' sight too, and only the server counts them.
+    built_client: tuple[str, ...] = ()
     request_limit: Callable[[Sizes], int] | None = None  # our requests, at most
     delete_limit: Callable[[Sizes], int] | None = None  # our DeleteObjects, at most
     repetitions: int | None = None  # its own default, for a case too long for three
@@ -90,7 +93,11 @@ class Case:
     def client_sees(self, side: str) -> bool:
         """Whether the worker's boto3 client sends every request of ``side`` (so that its
         count must agree with the server's): not s5cmd's, nor another program's."""
-        return self.peer_name(side) != "s5cmd" and side not in self.out_of_process
+        return (
+            self.peer_name(side) != "s5cmd"
+            and side not in self.out_of_process
+            and side not in self.built_client
+        )
 
     @property
     def uses_s5cmd(self) -> bool:
@@ -610,6 +617,7 @@ def _stored_and_new() -> list[Case]:
                 base_name="boto3",
                 peers=(("s5cmd", cases12.ingest_s5cmd(folder)),),
                 count_on_server=True,
+                built_client=("ours",),
             )
         )
     return found
@@ -670,6 +678,7 @@ CASES += [
         prepare=cases14.prepare_put,
         count_on_server=True,
         out_of_process=("ours",),
+        built_client=("baseline",),
     ),
     Case(
         "cli_verify_all",

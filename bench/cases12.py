@@ -198,7 +198,7 @@ def ingest_ours(folder: Callable[[Env], Path]) -> Side:
     def side(env: Env) -> float:
         paths = paths_in(folder(env))
         with own_prefix(env, "ours") as prefix:
-            repo = env.repo(prefix)
+            repo = env.repo(prefix, client=env.built_client)  # as dial() would
             with env.measure():
                 files = repo.put_files(paths)
             if len({file.digest for file in files}) != len(paths):

@@ -165,7 +165,7 @@ def put_dir_library(env: Env) -> float:
     """put_files of the same paths, in the worker."""
     paths = paths_in(small_dir(env))
     with own_prefix(env, "library") as prefix:
-        repo = env.repo(prefix, concurrency=CONCURRENCY)
+        repo = env.repo(prefix, client=env.built_client, concurrency=CONCURRENCY)
         with env.measure():
             files = repo.put_files(paths)
     _check_put(paths, [str(file.digest) for file in files], "put_files")

@@ -186,6 +186,17 @@ class Env:
                 self.deletes_sent += 1
 
     @cached_property
+    def built_client(self) -> Any:
+        """The client a user of ``dial`` gets (``make_client``, the server from the env).
+
+        It sends PutObject directly (``s3repo_core._leanput``), out of the sight of
+        client events: a case whose side uses it counts requests on the server.
+        """
+        from s3repo_core import make_client
+
+        return make_client()
+
+    @cached_property
     def setup_client(self) -> Any:
         """A second client, never counted: for what a side stores or removes untimed."""
         from s3repo_core._client import default_config, prepare_client
