@@ -690,10 +690,27 @@ CASES += [
         True,
         cases14.verify_ours,
         cases14.verify_boto3,
+        base_name="boto3",
+        peers=(("boto3 process", cases14.verify_boto3_process),),
         prepare=cases14.prepare_verify,
         count_on_server=True,
-        out_of_process=("ours",),
+        out_of_process=("ours", "boto3 process"),
         repetitions=5,  # a run of a side is about two seconds: alternate more
+    ),
+    Case(
+        "verify_library",
+        "verify() of the repository of cli_verify_all, in a running process",
+        "boto3 get_object of the same keys from a thread pool of the same concurrency, "
+        "each read to the end, unverified",
+        "MiB/s",
+        0.9,
+        True,
+        cases14.verify_library,
+        cases14.verify_boto3,
+        prepare=cases14.prepare_verify,
+        count_on_server=True,
+        built_client=("ours",),
+        repetitions=5,
     ),
     issue12(
         "collect_100k",

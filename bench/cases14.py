@@ -28,6 +28,11 @@ full run's too), and every peer of these cases is given the same:
   (stored, and read once, by the case's prepare), against boto3 ``get_object`` of the
   same keys from a thread pool of that concurrency in the worker, each body read to
   its end, unverified. Ours also lists the repository, as it must to find the objects.
+  Beside it, the same reads from a ``python -c`` process (boto3 imported, a client
+  built, the pool run), so that both sides pay for starting a Python process;
+- **verify_library**: ``verify()`` of that repository in the worker (the library in a
+  process that is already running: read throughput without any start-up), against the
+  same boto3 pool in the worker.
 """
 
 from __future__ import annotations
@@ -60,6 +65,22 @@ CHUNK = 1024 * 1024
 #: How long one run of a command may take.
 TIMEOUT = 600
 _BODY = b"issue 14: s3repo stat starts like a bare botocore process\n"
+#: boto3 get_object of each key named on stdin, from a thread pool, each body read to its
+#: end: :func:`verify_boto3` as a process of its own.
+_READ_ALL = (
+    "import sys, boto3\n"
+    "from concurrent.futures import ThreadPoolExecutor\n"
+    "bucket, workers, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "client = boto3.client('s3')\n"
+    "def read(key):\n"
+    "    body = client.get_object(Bucket=bucket, Key=key)['Body']\n"
+    "    count = 0\n"
+    "    while data := body.read(chunk):\n"
+    "        count += len(data)\n"
+    "    return count\n"
+    "with ThreadPoolExecutor(workers) as pool:\n"
+    "    print(sum(pool.map(read, sys.stdin.read().split())))\n"
+)
 _FLOOR = (
     "import sys, botocore.session\n"
     "client = botocore.session.get_session().create_client('s3')\n"
@@ -230,4 +251,26 @@ def verify_boto3(env: Env) -> float:
         count = sum(pool.map(read, keys))
     if count != size:
         raise AssertionError(f"read {count} bytes of {size}")
+    return float(size)
+
+
+def verify_boto3_process(env: Env) -> float:
+    """:func:`verify_boto3` in a ``python -c`` process of its own, from start to exit."""
+    keys, size = env.params["keys"], env.params["bytes"]
+    command = [sys.executable, "-c", _READ_ALL, env.bucket or "", str(CONCURRENCY), str(CHUNK)]
+    with env.measure():
+        out, env.memory = run_measured(command, _environ(env), TIMEOUT, stdin="\n".join(keys))
+    if int(out) != size:
+        raise AssertionError(f"the boto3 process read {out.strip()} bytes of {size}")
+    return float(size)
+
+
+def verify_library(env: Env) -> float:
+    """``verify()`` of the whole repository, in the worker."""
+    keys, size = env.params["keys"], env.params["bytes"]
+    repo = env.repo(VERIFY_PREFIX, client=env.built_client, concurrency=CONCURRENCY)
+    with env.measure():
+        report = repo.verify()
+    if (report.checked, report.bytes_read) != (len(keys), size) or report.failed:
+        raise AssertionError(f"verify() reported {report.to_dict()}")
     return float(size)

@@ -23,12 +23,18 @@ def peak_rss(pid: int) -> int | None:
 
 
 def run_measured(
-    command: list[str], environ: dict[str, str], timeout: float
+    command: list[str], environ: dict[str, str], timeout: float, stdin: str | None = None
 ) -> tuple[str, int | None]:
-    """Run ``command``: what it printed on stdout, and its peak RSS. RuntimeError (with
-    the end of its stderr) unless it exits 0; killed if it outlasts ``timeout``."""
+    """Run ``command`` (``stdin`` on its standard input, if given): what it printed on
+    stdout, and its peak RSS. RuntimeError (with the end of its stderr) unless it exits 0;
+    killed if it outlasts ``timeout``."""
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, text=True
+        command,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+        text=True,
     )
     peak: list[int] = []
     done = threading.Event()
@@ -42,7 +48,7 @@ def run_measured(
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(stdin, timeout=timeout)
     finally:
         done.set()
         poller.join()

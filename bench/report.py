@@ -236,7 +236,10 @@ def render(rows: list[Row], command: str, reps: int) -> str:
         "repository's default) on every side; the server counts their requests (see "
         "bench/cases14.py). cli_put_dir_2k has an aim against each of its peers: the "
         "baseline is the library's put_files, and its ratio to s5cmd is given beside "
-        "s5cmd's figure.",
+        "s5cmd's figure. cli_verify_all's baseline is the boto3 pool in the worker; beside "
+        "it, the same pool in a `python -c` process, which starts as ours does. "
+        "verify_library is `verify()` in the worker, against that pool: read throughput "
+        "without a process start.",
         "",
         table(rows),
         "",
