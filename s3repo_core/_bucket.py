@@ -84,6 +84,20 @@ _payload = threading.local()
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+#: Whether the GetObject this thread is sending is of bytes its caller hashes in full.
+_hashed_read = threading.local()
+_SKIP_ID = "s3repo-hashed-read"
+
+
+def _skip_response_checksum(context: dict[str, Any], **_: Any) -> None:
+    """botocore's before-call hook: no response checksum for a read ``open`` was told
+    is ``hashed`` (botocore then neither wraps the body nor checks the CRC at its end)."""
+    if getattr(_hashed_read, "active", False):
+        checksum = context.get("checksum")
+        if checksum is not None:
+            checksum["response_algorithms"] = []
+
+
 def _check_payload(request: Any, **_: Any) -> None:
     """botocore's before-send hook: no PutObject leaves whose bytes are not the digest.
 
@@ -224,13 +238,20 @@ class S3Bucket:
             self.client.list_objects_v2(Bucket=self.name, Prefix=key, MaxKeys=1)
 
     def open(
-        self, key: str, start: int = 0, end: int | None = None, if_match: str | None = None
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        hashed: bool = False,
     ) -> Body:
         """The bytes of ``key`` from ``start`` to ``end`` (exclusive; None: the end).
 
         ``if_match`` pins the read to one version (an ETag): a key replaced since is an
         error rather than other bytes. The whole object is asked for without a Range, so
-        that a server's full-object checksum is checked too.
+        that a server's full-object checksum is checked too, unless ``hashed``: the
+        caller checks every byte against the key's SHA-256, and botocore's CRC of the
+        same bytes would cost CPU (a second pass over them) and catch nothing more.
         """
         args: dict[str, Any] = {"Bucket": self.name, "Key": key}
         if if_match:
@@ -238,8 +259,17 @@ class S3Bucket:
         if start > 0 or end is not None:
             args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         what = self.where(key)
-        with translated(what, key):
-            response = self.client.get_object(**args)
+        client = self.client
+        if hashed:
+            client.meta.events.register(
+                "before-call.s3.GetObject", _skip_response_checksum, unique_id=_SKIP_ID
+            )
+        _hashed_read.active = hashed
+        try:
+            with translated(what, key):
+                response = client.get_object(**args)
+        finally:
+            _hashed_read.active = False
         return Body(
             response["Body"], int(response["ContentLength"]), response.get("ETag"), what, key
         )

@@ -245,9 +245,12 @@ class DirectoryStore:
         modified = datetime.fromtimestamp(st.st_mtime, UTC)
         return Stat(key, st.st_size, modified, datetime.now(UTC), None)
 
-    def open(self, key: str, start: int = 0, *, if_match: str | None = None) -> _Reader:
+    def open(
+        self, key: str, start: int = 0, *, if_match: str | None = None, hashed: bool = False
+    ) -> _Reader:
         """``key`` open for reading from ``start``: seekable, and its reads raise the
-        library's errors; its ``size`` is what is left to read from ``start``.
+        library's errors; its ``size`` is what is left to read from ``start``. A file
+        has no transit checksum to skip, whatever ``hashed`` says.
 
         NotExistError if ``key`` is missing (or a directory). A file has no versions
         to pin a read to (no ETag), so ``if_match`` is an InvalidArgumentError.

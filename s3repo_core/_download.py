@@ -169,7 +169,7 @@ class Download:
 
     def _get(self, first: int, end: int) -> Body:
         whole = first == 0 and end >= self.size
-        return self.bucket.open(self.key, first, None if whole else end, self.etag)
+        return self.bucket.open(self.key, first, None if whole else end, self.etag, hashed=True)
 
     def _to_readable_file(self, out: BinaryIO) -> None:
         """Download into a file we can read back: ranges are written as they arrive.

@@ -185,13 +185,13 @@ class S3Repository(StoreRepository):
         digest = as_digest(digest)
         key = self.layout.object_key(digest)
         try:
-            body = self.store.open(key)
+            body = self.store.open(key, hashed=True)
         except NotExistError as exc:
             raise self._missing(digest) from exc
         etag = body.etag
 
         def open_from(offset: int) -> Any:
-            return self.store.open(key, offset, None, etag)
+            return self.store.open(key, offset, None, etag, hashed=True)
 
         raw = VerifyingReader(digest, body.size, open_from, body, self.store.where(key))
         return io.BufferedReader(raw, buffer_size=MiB)

@@ -112,12 +112,16 @@ class Store(Protocol):
         """The whole of a small key (leases, manifests). NotExistError if missing."""
         ...
 
-    def open(self, key: str, start: int = 0, *, if_match: str | None = None) -> ObjectReader:
+    def open(
+        self, key: str, start: int = 0, *, if_match: str | None = None, hashed: bool = False
+    ) -> ObjectReader:
         """``key``'s bytes from ``start`` on, read as they come (large objects).
 
         ``if_match`` pins the read to a version an earlier read or head named (its
         ``etag``): a key replaced since is an error (code ``PreconditionFailed``), not
-        other bytes. NotExistError if ``key`` is missing.
+        other bytes. ``hashed``: the caller checks every byte against the key's digest
+        (get, verify), so a transit checksum of the store's own would only cost CPU.
+        NotExistError if ``key`` is missing.
         """
         ...
 

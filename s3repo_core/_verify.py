@@ -291,11 +291,12 @@ class _Verifier:
 
         A store size other than ``expected`` is returned without reading. A broken
         connection is resumed from where it stopped, pinned to the version first read,
-        a few times; an IntegrityError of the read (a server's checksum failed, which
-        botocore checks) is a mismatch.
+        a few times; an IntegrityError of the read (a store that checks bytes of its own
+        accord found them damaged) is a mismatch. The read is ``hashed``: the SHA-256
+        here checks every byte, so botocore computes no CRC of them.
         """
         try:
-            reader = self.store.open(key, if_match=etag)
+            reader = self.store.open(key, if_match=etag, hashed=True)
         except NotExistError:
             return None
         size = reader.size
@@ -318,7 +319,7 @@ class _Verifier:
                     resumes -= 1
                     reader.close()
                     try:
-                        reader = self.store.open(key, count, if_match=pin)
+                        reader = self.store.open(key, count, if_match=pin, hashed=True)
                     except NotExistError:
                         return None
                     except RepositoryError as error:
