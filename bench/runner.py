@@ -2,7 +2,8 @@
 
 Our side and its peers take turns (ours first on even repetitions, last on odd ones), so
 drift in the machine's load falls on all alike. Each run is a fresh worker process; the
-runner only hosts the servers, counts what they receive (``servers``) and waits.
+runner only hosts the servers, counts what they receive (``servers``) and waits; before
+each timed run, until the server is quiet (:func:`wait_until_quiet`).
 ``--smoke`` measures nothing, so it runs every case of a server in one worker process
 (:func:`run_case` there, each run in turn): a process costs about a second to start.
 """
@@ -24,7 +25,7 @@ from typing import Any
 from devkit.localserver import LocalS3
 
 from .cases import Case, write_data
-from .context import Env, Sample, Sizes
+from .context import Env, Sample, Sizes, process_cpu
 from .s5cmd import s5cmd_binary
 from .servers import Tap, start_counted
 from .stats import Row
@@ -70,8 +71,34 @@ def _worker(
     return results
 
 
+#: A server is quiet once it uses less than this share of a core...
+QUIET_SHARE = 0.05
+#: ...over a window this long; a timed run waits at most QUIET_WAIT seconds for it.
+QUIET_WINDOW = 0.25
+QUIET_WAIT = 10.0
+
+
+def wait_until_quiet(pid: int) -> float:
+    """Wait (at most QUIET_WAIT) until process ``pid`` is nearly idle; the seconds waited.
+
+    So that no timed run inherits the server's work from the run before it (a
+    prepare's writes, a clean-up's deletes): the first run of a case, always ours, was
+    often the slowest of its side.
+    """
+    began = time.monotonic()
+    while time.monotonic() - began < QUIET_WAIT:
+        used = process_cpu(pid)
+        time.sleep(QUIET_WINDOW)
+        if process_cpu(pid) - used < QUIET_SHARE * QUIET_WINDOW:
+            break
+    return time.monotonic() - began
+
+
 def _spawn(env: Env, server: LocalS3 | None) -> dict[str, Any]:
-    """Run ``env`` in a fresh worker process and return what it printed."""
+    """Run ``env`` in a fresh worker process, once the server is quiet if ``env`` is
+    timed, and return what it printed."""
+    if server is not None and env.side != "prepare":
+        wait_until_quiet(server.pid)
     try:
         return _worker([env.to_json()], server, WORKER_TIMEOUT)[-1]  # type: ignore[no-any-return]
     except RuntimeError as exc:

@@ -218,3 +218,21 @@ def test_the_scale_benchmark_collects_the_synthetic_garbage_and_stops_its_endpoi
         ["pgrep", "-f", "bench.synthetic_s3 --objects=3000"], capture_output=True
     )
     assert left.returncode == 1, left.stdout  # no endpoint left running
+
+
+def test_a_timed_run_waits_for_a_busy_server_and_not_for_an_idle_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import runner
+
+    monkeypatch.setattr(runner, "QUIET_WAIT", 1.0)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)  # both started: the idle one is asleep
+        assert runner.wait_until_quiet(busy.pid) >= 1.0
+        assert runner.wait_until_quiet(idle.pid) < 0.6
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
