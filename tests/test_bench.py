@@ -214,9 +214,7 @@ def test_the_scale_benchmark_collects_the_synthetic_garbage_and_stops_its_endpoi
         assert "'keys deleted': 1500" in result["requests"]
     assert len(results[1]["steps"]) == 18
     assert "| one step |" in out.read_text() and "| 16 (+2) |" in out.read_text()
-    left = subprocess.run(
-        ["pgrep", "-f", "bench.synthetic_s3 --objects=3000"], capture_output=True
-    )
+    left = subprocess.run(["pgrep", "-f", "bench.synthetic_s3 --objects=3000"], capture_output=True)
     assert left.returncode == 1, left.stdout  # no endpoint left running
 
 
@@ -225,14 +223,19 @@ def test_a_timed_run_waits_for_a_busy_server_and_not_for_an_idle_one(
 ) -> None:
     from bench import runner
 
-    monkeypatch.setattr(runner, "QUIET_WAIT", 1.0)
+    monkeypatch.setattr(runner, "QUIET_WAIT", 2.0)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    idle = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('asleep', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
     try:
-        time.sleep(0.3)  # both started: the idle one is asleep
-        assert runner.wait_until_quiet(busy.pid) >= 1.0
-        assert runner.wait_until_quiet(idle.pid) < 0.6
+        assert idle.stdout is not None and idle.stdout.readline() == b"asleep\n"
+        assert runner.wait_until_quiet(busy.pid) >= 2.0
+        assert runner.wait_until_quiet(idle.pid) < 1.0  # a window or two, not the limit
     finally:
         for proc in (busy, idle):
             proc.kill()
             proc.wait()
+        if idle.stdout is not None:
+            idle.stdout.close()
