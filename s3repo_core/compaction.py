@@ -33,14 +33,14 @@ each retention, so that a retired record's objects do not stay live inside it.
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 from ._errors import InvalidArgumentError
+from ._inorder import in_order
 from .manifest import (
     Manifest,
     ManifestInfo,
@@ -70,8 +70,6 @@ RECORDS_LISTED_AT = "s3repo.records-listed-at"
 #: their bytes, is what a compaction of many waits on.
 READ_AHEAD = 16
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -157,7 +155,8 @@ def compact_records(
     when = listed_at.astimezone(UTC)
 
     def rows() -> Iterator[ManifestRow]:
-        for manifest in _in_order(lambda loc: read_manifest(loc, client=client), records):
+        read = partial(read_manifest, client=client)
+        for manifest in in_order(read, records, READ_AHEAD, "s3repo-compact"):
             if manifest.kind != "record":
                 raise InvalidArgumentError(
                     f"{manifest.location} is a {manifest.kind}, not a record: only records "
@@ -237,22 +236,6 @@ def copy_records(
             remove_manifest(location, client=client)
             removed += 1
     return RecordsCopy(copy, tuple(recent), removed)
-
-
-def _in_order(read: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-    """``read`` of each item, in order, with up to READ_AHEAD reads in flight."""
-    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="s3repo-compact") as pool:
-        pending: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(read, item))
-                if len(pending) >= READ_AHEAD:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 def _read_all(srcs: Sources, client: Any, what: str) -> list[Manifest]:

@@ -46,7 +46,6 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +67,7 @@ from ._errors import (
     NotSupportedError,
     RepositoryError,
 )
+from ._inorder import in_order
 from ._names import RESERVED_AREAS, check_bucket, reserved_area_of
 from ._rowgroups import Group, index_metadata, read_index
 from ._sortedruns import digest_column, digests_of, joined, sorted_batches
@@ -450,15 +450,7 @@ def _expand_modified(
     for src in srcs:
         loc = _Location.parse(src)
         if loc.is_s3:
-            assert loc.bucket is not None
-            bucket = S3Bucket(loc.bucket, client_for(loc.bucket, client))
-            folder = not loc.path or loc.path.endswith("/")
-            found.extend(
-                (_Location(loc.bucket, item.key), item.modified)
-                for page in bucket.list_pages(loc.path)
-                for item in page.items
-                if (item.key.endswith(".parquet") if folder else item.key == loc.path)
-            )
+            found.extend(_s3_manifests(loc, client))
         else:
             files = _list_dir(loc) if os.path.isdir(loc.path) else [loc]
             for file in files:
@@ -478,15 +470,23 @@ def _list_dir(loc: _Location) -> list[_Location]:
 
 
 def _list_s3(loc: _Location, client: Any = None) -> list[_Location]:
+    return [found for found, _ in _s3_manifests(loc, client)]
+
+
+def _s3_manifests(loc: _Location, client: Any = None) -> list[tuple[_Location, datetime]]:
+    """What ``loc`` names in S3, by key, each with its Last-Modified from the listing:
+    every ``*.parquet`` under a folder (the bucket, or a prefix ending in '/'), or the
+    one key ``loc`` is, if it exists."""
     assert loc.bucket is not None
     bucket = S3Bucket(loc.bucket, client_for(loc.bucket, client))
-    keys = [
-        item.key
+    folder = not loc.path or loc.path.endswith("/")
+    found = [
+        (_Location(loc.bucket, item.key), item.modified)
         for page in bucket.list_pages(loc.path)
         for item in page.items
-        if item.key.endswith(".parquet")
+        if (item.key.endswith(".parquet") if folder else item.key == loc.path)
     ]
-    return [_Location(loc.bucket, key) for key in sorted(keys)]
+    return sorted(found, key=lambda pair: pair[0].path)
 
 
 # -- writing --------------------------------------------------------------------------
@@ -1044,8 +1044,7 @@ def _footers(locations: list[_Location], client: Any) -> list[ManifestInfo]:
 
     if len(locations) <= 1:
         return [footer(loc) for loc in locations]
-    with ThreadPoolExecutor(FOOTER_READS, thread_name_prefix="s3repo-footers") as pool:
-        return list(pool.map(footer, locations))
+    return list(in_order(footer, locations, FOOTER_READS, "s3repo-footers"))
 
 
 def manifests_naming(

@@ -680,3 +680,21 @@ def test_a_large_manifest_streams_in_row_groups(tmp_path: Path) -> None:
     bloom = read_liveset(path, kind="bloom")
     assert bloom.contains_many(digests_to_array(digests)).all()
     assert os.path.getsize(path) < 40 * n  # fixed-size binary, not hex strings
+
+
+def test_an_s3_folder_gives_its_parquet_files_and_a_key_gives_only_itself(
+    bucket: str, s3: Any
+) -> None:
+    from s3repo_core.compaction import records_modified_since
+
+    first, second = rows(3, "first"), rows(2, "second")
+    write_manifest(f"s3://{bucket}/m/a.parquet", first, created_at=WHEN)
+    write_manifest(f"s3://{bucket}/m/a.parquet.old", second, created_at=WHEN)  # not *.parquet
+    s3.put_object(Bucket=bucket, Key="m/notes.txt", Body=b"not a manifest")
+    assert len(read_liveset(f"s3://{bucket}/m/")) == len(first)
+    long_ago = WHEN - timedelta(days=365 * 100)
+    assert records_modified_since(f"s3://{bucket}/m/", long_ago) == [f"s3://{bucket}/m/a.parquet"]
+    # A key is itself, not every key it begins.
+    assert records_modified_since(f"s3://{bucket}/m/a.parquet", long_ago) == [
+        f"s3://{bucket}/m/a.parquet"
+    ]
