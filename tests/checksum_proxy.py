@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-from loopback_proxy import LoopbackProxy, ask_upstream, replay
+from loopback_proxy import LoopbackProxy, ask_upstream, replay, request_body
 
 _BAD_DIGEST = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
@@ -52,8 +52,7 @@ class ChecksumProxy(LoopbackProxy):
                 pass
 
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = request_body(self)
                 if self.command == "PUT" and not proxy._matches(self.headers, body):
                     replay(self, 400, [("Content-Type", "application/xml")], self._refusal())
                     return

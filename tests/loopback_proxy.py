@@ -28,15 +28,27 @@ def ask_upstream(
         upstream.close()
 
 
+def request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The body of the request ``handler`` holds, read whole (its Content-Length)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 def replay(
     handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes
 ) -> None:
-    """Answer ``handler``'s client with ``status``, ``headers`` and the whole of ``data``."""
+    """Answer ``handler``'s client with ``status``, ``headers`` and the whole of ``data``.
+
+    A HEAD's answer has no body but keeps the server's Content-Length: the object's size.
+    """
     handler.send_response(status)
+    length = str(len(data))
     for k, v in headers:
-        if k.lower() not in _NOT_REPLAYED:
+        if handler.command == "HEAD" and k.lower() == "content-length":
+            length = v
+        elif k.lower() not in _NOT_REPLAYED:
             handler.send_header(k, v)
-    handler.send_header("Content-Length", str(len(data)))
+    handler.send_header("Content-Length", length)
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(data)

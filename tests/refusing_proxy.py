@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
 
-from loopback_proxy import LoopbackProxy, ask_upstream, replay
+from loopback_proxy import LoopbackProxy, ask_upstream, replay, request_body
 
 _OBJECT = re.compile(rb"<Object>\s*<Key>(.*?)</Key>.*?</Object>", re.S)
 _EMPTY_RESULT = (
@@ -34,8 +34,7 @@ class RefusingProxy(LoopbackProxy):
                 pass
 
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = request_body(self)
                 refused: list[str] = []
                 if self.command == "POST" and re.search(r"[?&]delete(=|&|$)", self.path):
                     body, refused = proxy._strip(body)
